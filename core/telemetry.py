@@ -1,0 +1,27 @@
+"""Prometheus metrics of one Abaxus instance (its own registry, so tests can run many apps)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+__all__ = ["Telemetry"]
+
+
+class Telemetry:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.events_ingested = Counter("abaxus_events_ingested", "Events written to the usage store.", registry=self.registry)
+        self.events_deduplicated = Counter(
+            "abaxus_events_deduplicated", "Events dropped as repeats of an idempotency key.", registry=self.registry)
+        self.events_rejected = Counter(
+            "abaxus_events_rejected", "Events refused at intake, by error code.", ["code"], registry=self.registry)
+        self.pipeline_lag = Gauge(
+            "abaxus_pipeline_lag_seconds", "Age of the oldest accepted event not yet in the usage store.",
+            registry=self.registry)
+        self.http_duration = Histogram(
+            "abaxus_http_request_duration_seconds", "HTTP request latency.", ["method", "route", "status"],
+            registry=self.registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
