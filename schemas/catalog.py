@@ -1,0 +1,216 @@
+"""Request and response bodies for keys, metrics, price plans, customers and subscriptions."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Literal
+
+import msgspec
+from msgspec import UNSET, Struct, UnsetType
+
+__all__ = [
+    "ApiKeyCreate",
+    "ApiKeyOut",
+    "ChargeIn",
+    "ChargeOut",
+    "CustomerCreate",
+    "CustomerOut",
+    "CustomerPatch",
+    "EntitlementIn",
+    "MetricCreate",
+    "MetricOut",
+    "PlanCreate",
+    "PlanOut",
+    "SubscriptionCreate",
+    "SubscriptionOut",
+    "TierIn",
+    "TierOut",
+]
+
+Aggregation = Literal["sum", "count", "max", "min", "last", "unique_count", "percentile"]
+PricingModel = Literal["per_unit", "tiered", "volume", "package", "flat_fee"]
+Scope = Literal["admin", "ingest", "read"]
+Mode = Literal["live", "test"]
+
+
+class Request(Struct, forbid_unknown_fields=True, kw_only=True):
+    """A write body; every write accepts the §16 ``idempotency_key`` body field."""
+
+    idempotency_key: str | UnsetType = UNSET
+
+
+# ---- API keys ---------------------------------------------------------------------------
+class ApiKeyCreate(Request, kw_only=True):
+    name: str
+    scope: Scope
+    mode: Mode = "live"
+
+
+class ApiKeyOut(Struct, kw_only=True):
+    id: str
+    name: str
+    scope: str
+    mode: str
+    created_at: str
+    revoked_at: str | None
+    secret: str | UnsetType = UNSET
+
+
+# ---- Metrics ----------------------------------------------------------------------------
+class MetricCreate(Request, kw_only=True):
+    key: str
+    name: str | UnsetType = UNSET
+    display_name: str | UnsetType = UNSET
+    aggregation: Aggregation | UnsetType = UNSET
+    aggregation_type: Aggregation | UnsetType = UNSET
+    description: str | None = None
+    property: str | None = None
+    percentile: Decimal | None = None
+
+
+class MetricOut(Struct, kw_only=True):
+    id: str
+    key: str
+    name: str
+    aggregation: str
+    property: str | None
+    percentile: Decimal | None
+    description: str | None
+    status: str
+    created_at: str
+
+
+# ---- Price plans ------------------------------------------------------------------------
+class TierIn(Struct, forbid_unknown_fields=True, kw_only=True):
+    up_to: int | None
+    unit_price: Decimal
+    flat_amount: Decimal = Decimal(0)
+
+
+class ChargeIn(Struct, forbid_unknown_fields=True, kw_only=True):
+    pricing_model: PricingModel
+    id: str | None = None
+    metric_key: str | None = None
+    description: str | None = None
+    unit_price: Decimal | None = None
+    tiers: list[TierIn] | None = None
+    package_size: Decimal | None = None
+    package_price: Decimal | None = None
+    amount: Decimal | None = None
+
+
+class EntitlementIn(Struct, forbid_unknown_fields=True, kw_only=True):
+    feature_key: str
+    type: Literal["boolean", "limit", "custom"]
+    value: bool | int | str | None = None
+    metric_key: str | None = None
+
+
+class PlanCreate(Request, kw_only=True):
+    id: str
+    name: str
+    currency: str
+    billing_period: Literal["monthly", "quarterly", "annual"]
+    charges: list[ChargeIn]
+    entitlements: list[EntitlementIn] = []
+    changelog: str | None = None
+    effective_from: str | None = None
+
+
+class TierOut(Struct, kw_only=True):
+    up_to: int | None
+    unit_price: str
+    flat_amount: str
+
+
+class ChargeOut(Struct, kw_only=True):
+    """Echo of a charge: fields its model does not use are left out (§19)."""
+
+    id: str
+    metric_key: str | None
+    pricing_model: str
+    description: str
+    unit_price: str | UnsetType = UNSET
+    tiers: list[TierOut] | UnsetType = UNSET
+    package_size: Decimal | UnsetType = UNSET
+    package_price: str | UnsetType = UNSET
+    amount: str | UnsetType = UNSET
+
+
+class EntitlementOut(Struct, kw_only=True):
+    feature_key: str
+    type: str
+    value: bool | int | str | None
+    metric_key: str | None
+
+
+class PlanOut(Struct, kw_only=True):
+    id: str
+    version: int
+    name: str
+    status: str
+    currency: str
+    billing_period: str
+    charges: list[ChargeOut]
+    entitlements: list[EntitlementOut]
+    changelog: str | None
+    effective_from: str
+    created_at: str
+    deprecated_at: str | None
+
+
+# ---- Customers --------------------------------------------------------------------------
+class CustomerCreate(Request, kw_only=True):
+    id: str
+    name: str
+    email: str | None = None
+    currency: str | None = None
+    payment_provider: Literal["stripe"] | None = None
+    payment_provider_customer_id: str | None = None
+    payment_method_id: str | None = None
+    metadata: dict[str, str] | None = None
+
+
+class CustomerPatch(Request, kw_only=True):
+    name: str | UnsetType = UNSET
+    email: str | None | UnsetType = UNSET
+    payment_provider: Literal["stripe"] | None | UnsetType = UNSET
+    payment_provider_customer_id: str | None | UnsetType = UNSET
+    payment_method_id: str | None | UnsetType = UNSET
+    metadata: dict[str, str] | None | UnsetType = UNSET
+    # Named so they are refused with INVALID_FIELD (not updatable) instead of UNKNOWN_FIELD.
+    id: msgspec.Raw | UnsetType = UNSET
+    currency: msgspec.Raw | UnsetType = UNSET
+
+
+class CustomerOut(Struct, kw_only=True):
+    id: str
+    name: str
+    email: str | None
+    currency: str | None
+    payment_provider: str | None
+    payment_provider_customer_id: str | None
+    payment_method_id: str | None
+    metadata: dict[str, str]
+    created_at: str
+    updated_at: str
+
+
+# ---- Subscriptions ----------------------------------------------------------------------
+class SubscriptionCreate(Request, kw_only=True):
+    customer_id: str
+    plan_id: str
+    plan_version: int | None = None
+    start_date: str
+    end_date: str | None = None
+
+
+class SubscriptionOut(Struct, kw_only=True):
+    id: str
+    customer_id: str
+    plan_id: str
+    plan_version: int
+    status: str
+    start_date: str
+    end_date: str | None
+    created_at: str

@@ -1,0 +1,202 @@
+"""The metadata store's tables (SQLAlchemy Core), the same on SQLite and PostgreSQL.
+
+Instants are ``BIGINT`` milliseconds since the Unix epoch (UTC): exact, portable and ordered
+alike on both engines. Structured values (charges, line items, audit data) are JSON text
+written by msgspec, so decimals keep their exact text.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+__all__ = ["metadata"]
+
+metadata = MetaData()
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("name", String(100), nullable=False),
+    Column("scope", String(10), nullable=False),
+    Column("mode", String(4), nullable=False),
+    Column("secret_sha256", String(64), nullable=False, unique=True),
+    Column("created_at", BigInteger, nullable=False),
+    Column("revoked_at", BigInteger),
+)
+
+metrics = Table(
+    "metrics",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("key", String(64), nullable=False, unique=True),
+    Column("name", String(200), nullable=False),
+    Column("aggregation", String(16), nullable=False),
+    Column("property", String(255)),
+    Column("percentile", String(32)),
+    Column("description", Text),
+    Column("status", String(10), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("deactivated_at", BigInteger),
+)
+
+plan_versions = Table(
+    "plan_versions",
+    metadata,
+    Column("plan_id", String(128), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("billing_period", String(10), nullable=False),
+    Column("charges", Text, nullable=False),
+    Column("entitlements", Text, nullable=False),
+    Column("changelog", Text),
+    Column("effective_from", BigInteger, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("deprecated_at", BigInteger),
+)
+
+customers = Table(
+    "customers",
+    metadata,
+    Column("id", String(128), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("email", String(320)),
+    Column("currency", String(3)),
+    Column("payment_provider", String(16)),
+    Column("payment_provider_customer_id", String(255)),
+    Column("payment_method_id", String(255)),
+    Column("metadata", Text, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    Index("ix_customers_created", "created_at", "id"),
+)
+
+subscriptions = Table(
+    "subscriptions",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("customer_id", String(128), nullable=False, index=True),
+    Column("plan_id", String(128), nullable=False),
+    Column("plan_version", Integer, nullable=False),
+    Column("start_date", BigInteger, nullable=False),
+    Column("end_date", BigInteger),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+amendments = Table(
+    "amendments",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("subscription_id", String(40), nullable=False, index=True),
+    Column("type", String(20), nullable=False),
+    Column("effective", String(40), nullable=False),
+    Column("effective_at", BigInteger, nullable=False),
+    Column("plan_id", String(128)),
+    Column("plan_version", Integer),
+    Column("prorate", Boolean, nullable=False, default=False),
+    Column("resume_date", BigInteger),
+    Column("end_date", BigInteger),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+idempotency_records = Table(
+    "idempotency_records",
+    metadata,
+    Column("api_key_id", String(40), primary_key=True),
+    Column("key", String(255), primary_key=True),
+    Column("fingerprint", String(64), nullable=False),
+    Column("status", Integer),  # NULL while the first request is still running
+    Column("response_body", LargeBinary),
+    Column("created_at", BigInteger, nullable=False, index=True),
+)
+
+invoices = Table(
+    "invoices",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("type", String(12), nullable=False),
+    Column("adjusts_invoice_id", String(40), index=True),
+    Column("customer_id", String(128), nullable=False, index=True),
+    Column("subscription_id", String(40), nullable=False, index=True),
+    Column("plan_id", String(128), nullable=False),
+    Column("plan_version", Integer, nullable=False),
+    Column("status", String(10), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("period_start", BigInteger, nullable=False),
+    Column("period_end", BigInteger, nullable=False),
+    Column("total_amount", BigInteger, nullable=False),
+    Column("line_items", Text, nullable=False),
+    Column("calculation_id", String(40)),
+    Column("usage_as_of", BigInteger, nullable=False),
+    Column("payment_intent_id", String(255)),
+    Column("created_at", BigInteger, nullable=False),
+    Column("paid_at", BigInteger),
+    Column("archived_at", BigInteger),
+    Column("archive_reason", Text),
+    # "<subscription>:<period_start>" while a standard invoice is live, NULL once archived:
+    # the unique constraint makes "one invoice per subscription period" hold under concurrency.
+    Column("period_slot", String(80), unique=True),
+    Column("charge_attempt", Integer, nullable=False, default=0),
+    Column("charge_lock", BigInteger),  # ms the in-flight charge started, NULL when idle
+)
+
+calculations = Table(
+    "calculations",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("customer_id", String(128), nullable=False),
+    Column("subscription_id", String(40), nullable=False),
+    Column("cutoff", BigInteger, nullable=False),
+    Column("body", Text, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("expires_at", BigInteger, nullable=False),
+)
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("status", String(10), nullable=False),
+    Column("cutoff_date", BigInteger, nullable=False),
+    Column("invoices_created", Integer, nullable=False, default=0),
+    Column("invoices_skipped", Integer, nullable=False, default=0),
+    Column("invoices_existing", Integer, nullable=False, default=0),
+    Column("errors", Text, nullable=False, default="[]"),
+    Column("created_at", BigInteger, nullable=False),
+    Column("started_at", BigInteger),
+    Column("finished_at", BigInteger),
+)
+
+audit_entries = Table(
+    "audit_entries",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("invoice_id", String(40), nullable=False),
+    Column("type", String(40), nullable=False),
+    Column("actor", String(40), nullable=False),
+    Column("at", BigInteger, nullable=False),
+    Column("data", Text, nullable=False),
+    Index("ix_audit_invoice", "invoice_id", "id"),
+)
+
+webhook_events = Table(
+    "webhook_events",
+    metadata,
+    Column("id", String(255), primary_key=True),
+    Column("type", String(80), nullable=False),
+    Column("received_at", BigInteger, nullable=False),
+    UniqueConstraint("id", name="uq_webhook_event"),
+)
