@@ -1,0 +1,107 @@
+"""Replays retried writes (§16): the same key and request return the stored response.
+
+The key comes from the body field ``idempotency_key`` (it wins) or the ``Idempotency-Key``
+header. Requests compare as parsed JSON, numbers exactly, so reformatting a body is no
+change while any different value is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from decimal import Decimal
+from typing import Any
+
+import anyio.to_thread
+import msgspec
+from litestar.middleware import ASGIMiddleware
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+from abaxus.billing.idempotency import claim, complete, release
+from abaxus.errors import InvalidInput
+
+__all__ = ["IdempotencyMiddleware"]
+
+_loose = msgspec.json.Decoder(float_hook=Decimal)
+_canonical = msgspec.json.Encoder(decimal_format="number", order="sorted")
+
+
+def _applies(method: str, path: str) -> bool:
+    return method in ("POST", "PATCH") and path.startswith("/v1/") and not (
+        path.startswith("/v1/events") or path.startswith("/v1/webhooks"))
+
+
+def _fingerprint(method: str, path: str, body: bytes) -> tuple[str, Any]:
+    try:
+        parsed = _loose.decode(body) if body.strip() else {}
+        canonical = _canonical.encode(parsed)
+    except (msgspec.DecodeError, TypeError):
+        parsed, canonical = None, body
+    digest = hashlib.sha256(method.encode() + b" " + path.encode() + b"\n" + canonical).hexdigest()
+    return digest, parsed
+
+
+async def _read_all(receive: Receive) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+class IdempotencyMiddleware(ASGIMiddleware):
+    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
+        if scope["type"] != "http" or not _applies(scope["method"], scope["path"]):
+            await next_app(scope, receive, send)
+            return
+        body = await _read_all(receive)
+        sent = False
+
+        async def replay_receive() -> Message:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        fingerprint, parsed = _fingerprint(scope["method"], scope["path"], body)
+        key = parsed.get("idempotency_key") if isinstance(parsed, dict) else None
+        if key is None:
+            for name, value in scope["headers"]:
+                if name == b"idempotency-key":
+                    key = value.decode("latin-1")
+        if key is None:
+            await next_app(scope, replay_receive, send)
+            return
+        services = scope["litestar_app"].state.services
+        api_key = scope["state"]["api_key"]
+        if not isinstance(key, str) or not (1 <= len(key) <= 255):
+            raise InvalidInput("IDEMPOTENCY_KEY_INVALID", "An idempotency key is 1–255 characters.", "idempotency_key")
+        replay = await anyio.to_thread.run_sync(claim, services.engine, api_key.id, key, fingerprint)
+        if replay is not None:
+            await send({"type": "http.response.start", "status": replay.status, "headers": [
+                (b"content-type", b"application/json"), (b"content-length", str(len(replay.body)).encode()),
+                (b"idempotent-replayed", b"true")]})
+            await send({"type": "http.response.body", "body": replay.body, "more_body": False})
+            return
+        status = 500
+        chunks: list[bytes] = []
+
+        async def capture(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            elif message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
+            await send(message)
+
+        try:
+            await next_app(scope, replay_receive, capture)
+        finally:
+            if status < 500:
+                await anyio.to_thread.run_sync(complete, services.engine, api_key.id, key, status, b"".join(chunks))
+            else:
+                await anyio.to_thread.run_sync(release, services.engine, api_key.id, key)

@@ -1,0 +1,31 @@
+"""JSON responses and list pages, encoded once with the contract's number formats."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Request, Response
+
+from abaxus.errors import InvalidInput
+from abaxus.schemas.codec import encode_json
+
+__all__ = ["json_response", "list_response", "page_params"]
+
+
+def json_response(content: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response[bytes]:
+    return Response(content=encode_json(content), status_code=status, media_type="application/json", headers=headers)
+
+
+def list_response(data: list[Any], next_cursor: str | None) -> Response[bytes]:
+    return json_response({"data": data, "next_cursor": next_cursor})
+
+
+def page_params(request: Request[Any, Any, Any]) -> tuple[int, str | None]:
+    """``limit`` (1–1000, default 100) and ``cursor`` from the query string."""
+    raw = request.query_params.get("limit")
+    limit = 100
+    if raw is not None:
+        if not raw.isdigit() or not (1 <= int(raw) <= 1000):
+            raise InvalidInput("INVALID_FIELD", "limit must be a whole number from 1 to 1000.", "limit")
+        limit = int(raw)
+    return limit, request.query_params.get("cursor") or None

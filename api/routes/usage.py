@@ -1,0 +1,73 @@
+"""Usage (§10): the summary and exact compute, which agree once the pipeline caught up."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Request, Response, get, post
+
+from abaxus.api.body import read_body
+from abaxus.api.responses import json_response
+from abaxus.api.routes import run
+from abaxus.api.routes.events import time_range
+from abaxus.api.state import Services
+from abaxus.billing.customers import load_customer
+from abaxus.billing.usage import resolve_metric, summary_rows, usage_rows
+from abaxus.errors import InvalidInput
+from abaxus.schemas.events import UsageComputeIn
+from abaxus.timefmt import format_ms, parse_timestamp
+
+
+def _check_customer(svc: Services, customer_id: str) -> None:
+    with svc.engine.connect() as conn:
+        load_customer(conn, customer_id, "customer_id")
+
+
+@get("/v1/usage/summary", tags=["usage"])
+async def summary(request: Request[Any, Any, Any], svc: Services) -> Response[dict[str, Any]]:
+    q = request.query_params
+    for name in ("customer_id", "from", "to"):
+        if not q.get(name):
+            raise InvalidInput("MISSING_FIELD", f"Add the query parameter '{name}'.", name)
+    customer_id = q["customer_id"]
+    await run(_check_customer, svc, customer_id)
+    start, end = time_range(request)
+    assert start is not None and end is not None
+    view = svc.intake.view
+    view.refresh_if_stale()
+    keys = resolve_metric(view.metrics, q.get("metric_key"))
+    rows = await run(summary_rows, svc.intake.usage, view.metrics, customer_id, keys, start, end)
+    return json_response({"customer_id": customer_id, "from": format_ms(start), "to": format_ms(end - 1000),
+                          "data": rows, "meta": {"lag_seconds": round(svc.intake.dataflow.lag_seconds(), 3)}})
+
+
+@post("/v1/usage/compute", tags=["usage"])
+async def compute(request: Request[Any, Any, Any], svc: Services) -> Response[dict[str, Any]]:
+    body = await read_body(request, UsageComputeIn)
+    start = parse_timestamp(body.period_start, "period_start")
+    end_inclusive = parse_timestamp(body.period_end, "period_end")
+    end = end_inclusive // 1000 * 1000 + 1000
+    if start >= end:
+        raise InvalidInput("INVALID_DATE_RANGE", "period_start must not be after period_end.", "period_start")
+    await run(_check_customer, svc, body.customer_id)
+    view = svc.intake.view
+    view.refresh_if_stale()
+    keys = resolve_metric(view.metrics, body.metric_key)
+    as_of = svc.intake.dataflow.progress.safe_as_of()
+
+    def work() -> tuple[list[dict[str, Any]], int, tuple[int, int]]:
+        rows, total = usage_rows(svc.intake.usage, view.metrics, body.customer_id, keys, start, end, as_of,
+                                 with_checksum=True, only_with_events=keys is None)
+        metric_keys = keys or list(view.metrics)
+        meta = svc.intake.usage.window_meta(body.customer_id, metric_keys, start, end, end - 1)
+        return rows, total, meta
+
+    rows, total, (late, dups) = await run(work)
+    return json_response({
+        "customer_id": body.customer_id, "period_start": format_ms(start), "period_end": format_ms(end_inclusive),
+        "data": rows,
+        "meta": {"event_count": total, "late_event_count": late, "duplicate_count": dups, "usage_as_of": format_ms(as_of)},
+    })
+
+
+ROUTES = [summary, compute]

@@ -1,0 +1,46 @@
+"""Small validators shared by the catalog modules; each raises the contract's code."""
+
+from __future__ import annotations
+
+import re
+
+from abaxus.errors import InvalidInput
+from abaxus.ids import CLIENT_ID_RE, KEY_RE
+
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
+
+
+def text(value: str, field: str, *, min_len: int = 1, max_len: int) -> str:
+    if not (min_len <= len(value) <= max_len):
+        raise InvalidInput("INVALID_FIELD", f"'{field.rsplit('.', 1)[-1]}' must be {min_len}–{max_len} characters long.", field)
+    return value
+
+
+def client_id(value: str, field: str) -> str:
+    if not CLIENT_ID_RE.match(value):
+        raise InvalidInput("INVALID_ID", "Use 1–128 characters of letters, digits, '_', '.' or '-'.", field)
+    return value
+
+
+def key(value: str, field: str) -> str:
+    if not KEY_RE.match(value):
+        raise InvalidInput("INVALID_ID", "Use 1–64 characters of lower-case letters, digits or '_'.", field)
+    return value
+
+
+def email(value: str | None, field: str) -> str | None:
+    if value is not None and (len(value) > 320 or not _EMAIL.match(value)):
+        raise InvalidInput("INVALID_FIELD", "Send an e-mail address such as billing@example.com.", field)
+    return value
+
+
+def metadata(value: dict[str, str] | None, field: str = "metadata") -> dict[str, str]:
+    value = value or {}
+    if len(value) > 50:
+        raise InvalidInput("INVALID_FIELD", "Send at most 50 metadata keys.", field)
+    for k, v in value.items():
+        if not (1 <= len(k) <= 40):
+            raise InvalidInput("INVALID_FIELD", "Metadata keys must be 1–40 characters.", f"{field}.{k}")
+        if len(v) > 500:
+            raise InvalidInput("INVALID_FIELD", "Metadata values must be at most 500 characters.", f"{field}.{k}")
+    return value

@@ -1,0 +1,59 @@
+"""Idempotency records of non-event writes (§16), scoped per API key.
+
+A record is claimed before the write runs (status NULL = in progress) and completed with
+the response; a 5xx response drops the claim so the retry runs again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Engine, delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from abaxus.errors import Conflict
+from abaxus.store.tables import idempotency_records as rec
+from abaxus.timefmt import now_ms
+
+__all__ = ["Replay", "claim", "complete", "release"]
+
+RETENTION_MS = 48 * 3600 * 1000  # the contract promises at least 24 h
+
+
+@dataclass(frozen=True)
+class Replay:
+    status: int
+    body: bytes
+
+
+def claim(engine: Engine, key_id: str, key: str, fingerprint: str) -> Replay | None:
+    """Claim ``key`` for this request, or return the stored response to replay."""
+    now = now_ms()
+    try:
+        with engine.begin() as conn:
+            conn.execute(delete(rec).where(rec.c.created_at < now - RETENTION_MS))
+            conn.execute(insert(rec).values(api_key_id=key_id, key=key, fingerprint=fingerprint, status=None,
+                                            response_body=None, created_at=now))
+        return None
+    except IntegrityError:
+        pass
+    with engine.connect() as conn:
+        row = conn.execute(select(rec).where((rec.c.api_key_id == key_id) & (rec.c.key == key))).mappings().first()
+    if row is None:  # released between our insert and read: claim again
+        return claim(engine, key_id, key, fingerprint)
+    if row["fingerprint"] != fingerprint:
+        raise Conflict("IDEMPOTENCY_KEY_REUSED", "This Idempotency-Key was used for a different request; use a new key.")
+    if row["status"] is None:
+        raise Conflict("IDEMPOTENCY_KEY_IN_USE", "The first request with this Idempotency-Key is still running; retry shortly.")
+    return Replay(status=row["status"], body=row["response_body"] or b"")
+
+
+def complete(engine: Engine, key_id: str, key: str, status: int, body: bytes) -> None:
+    with engine.begin() as conn:
+        conn.execute(update(rec).where((rec.c.api_key_id == key_id) & (rec.c.key == key))
+                     .values(status=status, response_body=body))
+
+
+def release(engine: Engine, key_id: str, key: str) -> None:
+    with engine.begin() as conn:
+        conn.execute(delete(rec).where((rec.c.api_key_id == key_id) & (rec.c.key == key)))

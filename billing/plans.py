@@ -1,0 +1,335 @@
+"""Price plans as immutable versions (§6): every POST of an id appends version N+1.
+
+A stored charge keeps its prices as exact decimal strings; ``PlanVersion`` is the typed
+form billing and rating read back.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import msgspec
+from sqlalchemy import Connection, Engine, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from abaxus.billing import _validate as v
+from abaxus.errors import Conflict, InvalidInput, NotFound
+from abaxus.money import format_price, format_quantity, normalize_currency, parse_decimal
+from abaxus.schemas.catalog import ChargeIn, ChargeOut, EntitlementOut, PlanCreate, PlanOut, TierOut
+from abaxus.store.paging import fetch_page
+from abaxus.store.tables import metrics, plan_versions
+from abaxus.timefmt import format_ms, now_ms, parse_timestamp
+
+__all__ = ["PlanVersion", "create_plan_version", "deprecate_version", "get_plan", "list_plans", "load_version"]
+
+MAX_PRICE = Decimal(10) ** 12
+_USAGE_FIELDS = {
+    "per_unit": {"unit_price"},
+    "tiered": {"tiers"},
+    "volume": {"tiers"},
+    "package": {"package_size", "package_price"},
+    "flat_fee": {"amount"},
+}
+_PRICE_FIELDS = ("unit_price", "tiers", "package_size", "package_price", "amount")
+
+
+class Tier(msgspec.Struct, frozen=True):
+    up_to: int | None
+    unit_price: Decimal
+    flat_amount: Decimal
+
+
+class Charge(msgspec.Struct, frozen=True):
+    id: str
+    metric_key: str | None
+    pricing_model: str
+    description: str
+    unit_price: Decimal | None = None
+    tiers: list[Tier] | None = None
+    package_size: Decimal | None = None
+    package_price: Decimal | None = None
+    amount: Decimal | None = None
+
+
+class Entitlement(msgspec.Struct, frozen=True):
+    feature_key: str
+    type: str
+    value: bool | int | str | None
+    metric_key: str | None
+
+
+class PlanVersion(msgspec.Struct, frozen=True):
+    plan_id: str
+    version: int
+    name: str
+    currency: str
+    billing_period: str
+    charges: list[Charge]
+    entitlements: list[Entitlement]
+    changelog: str | None
+    effective_from: int
+    created_at: int
+    deprecated_at: int | None
+
+    @property
+    def months(self) -> int:
+        return {"monthly": 1, "quarterly": 3, "annual": 12}[self.billing_period]
+
+
+def _price(value: Decimal | None, field: str) -> Decimal:
+    if value is None:
+        raise InvalidInput("MISSING_FIELD", f"Add the price '{field.rsplit('.', 1)[-1]}'.", field)
+    return parse_decimal(value, field, max_places=12, lower=Decimal(0), upper=MAX_PRICE)
+
+
+def _charge(i: int, c: ChargeIn, active_metrics: dict[str, dict[str, Any]]) -> Charge:
+    at = f"charges.{i}"
+    cid = c.id if c.id is not None else f"chg_{i + 1}"
+    if c.id is not None and not (1 <= len(c.id) <= 64 and v.CLIENT_ID_RE.match(c.id)):
+        raise InvalidInput("INVALID_ID", "Charge ids are 1–64 characters of letters, digits, '_', '.' or '-'.", f"{at}.id")
+    for name in _PRICE_FIELDS:
+        if getattr(c, name) is not None and name not in _USAGE_FIELDS[c.pricing_model]:
+            raise InvalidInput("INVALID_FIELD", f"'{name}' is not used by the {c.pricing_model} model; remove it.", f"{at}.{name}")
+    metric_name = None
+    if c.pricing_model == "flat_fee":
+        if c.metric_key is not None:
+            raise InvalidInput("INVALID_FIELD", "A flat_fee charge has no metric; set metric_key to null.", f"{at}.metric_key")
+    else:
+        if c.metric_key is None:
+            raise InvalidInput("MISSING_FIELD", "A usage charge needs 'metric_key'.", f"{at}.metric_key")
+        metric = active_metrics.get(c.metric_key)
+        if metric is None:
+            raise InvalidInput("UNKNOWN_METRIC", f"No metric '{c.metric_key}'; create it with POST /v1/metrics first.", f"{at}.metric_key")
+        if metric["status"] != "active":
+            raise InvalidInput("METRIC_INACTIVE", f"Metric '{c.metric_key}' is deactivated; price an active one.", f"{at}.metric_key")
+        metric_name = metric["name"]
+    if c.description is not None:
+        v.text(c.description, f"{at}.description", max_len=500)
+    description = c.description or (f"{metric_name} ({c.pricing_model})" if metric_name else "Flat fee")
+    kw: dict[str, Any] = {}
+    if c.pricing_model == "per_unit":
+        kw["unit_price"] = _price(c.unit_price, f"{at}.unit_price")
+    elif c.pricing_model in ("tiered", "volume"):
+        kw["tiers"] = _tiers(c, at)
+    elif c.pricing_model == "package":
+        if c.package_size is None:
+            raise InvalidInput("MISSING_FIELD", "Add 'package_size': the units in one package.", f"{at}.package_size")
+        kw["package_size"] = parse_decimal(c.package_size, f"{at}.package_size", max_places=10, lower=Decimal(0),
+                                           upper=Decimal(10) ** 18, lower_inclusive=False)
+        kw["package_price"] = _price(c.package_price, f"{at}.package_price")
+    else:
+        kw["amount"] = _price(c.amount, f"{at}.amount")
+    return Charge(id=cid, metric_key=c.metric_key, pricing_model=c.pricing_model, description=description, **kw)
+
+
+def _tiers(c: ChargeIn, at: str) -> list[Tier]:
+    if not c.tiers:
+        raise InvalidInput("MISSING_FIELD" if c.tiers is None else "VALIDATION_ERROR",
+                           "Send 1–50 tiers; the last has up_to null.", f"{at}.tiers")
+    if len(c.tiers) > 50:
+        raise InvalidInput("VALIDATION_ERROR", "Send at most 50 tiers.", f"{at}.tiers")
+    out: list[Tier] = []
+    previous = 0
+    last = len(c.tiers) - 1
+    for k, t in enumerate(c.tiers):
+        field = f"{at}.tiers.{k}.up_to"
+        if t.up_to is None and k != last:
+            raise InvalidInput("LAST_TIER_MUST_BE_UNBOUNDED", "Only the last tier may have up_to null.", field)
+        if t.up_to is not None:
+            if k == last:
+                raise InvalidInput("LAST_TIER_MUST_BE_UNBOUNDED", "Make the last tier unbounded: up_to null.", field)
+            if t.up_to <= 0:
+                raise InvalidInput("VALUE_OUT_OF_RANGE", "up_to must be a positive integer.", field)
+            if t.up_to <= previous:
+                raise InvalidInput("TIERS_NOT_ASCENDING", "Sort tiers so each up_to exceeds the previous one.", field)
+            previous = t.up_to
+        out.append(Tier(up_to=t.up_to, unit_price=_price(t.unit_price, f"{at}.tiers.{k}.unit_price"),
+                        flat_amount=_price(t.flat_amount, f"{at}.tiers.{k}.flat_amount")))
+    return out
+
+
+def _entitlements(body: PlanCreate, all_metrics: dict[str, dict[str, Any]]) -> list[Entitlement]:
+    seen: set[str] = set()
+    out = []
+    for i, e in enumerate(body.entitlements):
+        at = f"entitlements.{i}"
+        v.key(e.feature_key, f"{at}.feature_key")
+        if e.feature_key in seen:
+            raise InvalidInput("VALIDATION_ERROR", f"Feature '{e.feature_key}' appears twice; feature keys are unique per version.", f"{at}.feature_key")
+        seen.add(e.feature_key)
+        if e.type == "boolean" and not isinstance(e.value, bool):
+            raise InvalidInput("INVALID_FIELD", "A boolean entitlement's value is true or false.", f"{at}.value")
+        if e.type == "limit":
+            if isinstance(e.value, bool) or not isinstance(e.value, int) or e.value < 0:
+                raise InvalidInput("INVALID_FIELD", "A limit entitlement's value is an integer ≥ 0.", f"{at}.value")
+            if e.metric_key is None:
+                raise InvalidInput("MISSING_FIELD", "A limit entitlement needs 'metric_key': its usage.", f"{at}.metric_key")
+            if e.metric_key not in all_metrics:
+                raise InvalidInput("UNKNOWN_METRIC", f"No metric '{e.metric_key}'.", f"{at}.metric_key")
+        if e.type == "custom" and not isinstance(e.value, str):
+            raise InvalidInput("INVALID_FIELD", "A custom entitlement's value is a string.", f"{at}.value")
+        out.append(Entitlement(feature_key=e.feature_key, type=e.type, value=e.value,
+                               metric_key=e.metric_key if e.type == "limit" else None))
+    return out
+
+
+def create_plan_version(engine: Engine, body: PlanCreate) -> PlanOut:
+    """Validate a plan body and append it as the plan's next version."""
+    v.client_id(body.id, "id")
+    v.text(body.name, "name", max_len=200)
+    currency = normalize_currency(body.currency, "currency")
+    if not (1 <= len(body.charges) <= 100):
+        raise InvalidInput("VALIDATION_ERROR", "Send 1–100 charges.", "charges")
+    if body.changelog is not None:
+        v.text(body.changelog, "changelog", min_len=0, max_len=2000)
+    now = now_ms()
+    effective_from = parse_timestamp(body.effective_from, "effective_from") if body.effective_from else now
+    with engine.connect() as conn:
+        known = {r["key"]: dict(r) for r in conn.execute(select(metrics)).mappings()}
+    charges = [_charge(i, c, known) for i, c in enumerate(body.charges)]
+    seen: set[str] = set()
+    for i, c in enumerate(charges):
+        if c.id in seen:
+            raise InvalidInput("DUPLICATE_CHARGE_ID", f"Charge id '{c.id}' is used twice; charge ids are unique per version.", f"charges.{i}.id")
+        seen.add(c.id)
+    entitlements = _entitlements(body, known)
+    for attempt in range(5):
+        try:
+            with engine.begin() as conn:
+                top = conn.execute(select(func.max(plan_versions.c.version)).where(plan_versions.c.plan_id == body.id)).scalar()
+                row = {
+                    "plan_id": body.id, "version": (top or 0) + 1, "name": body.name, "currency": currency,
+                    "billing_period": body.billing_period,
+                    "charges": msgspec.json.encode(charges).decode(),
+                    "entitlements": msgspec.json.encode(entitlements).decode(),
+                    "changelog": body.changelog, "effective_from": effective_from, "created_at": now,
+                    "deprecated_at": None,
+                }
+                conn.execute(insert(plan_versions).values(**row))
+                return _plan_out(_version(row), _versions(conn, body.id), now)
+        except IntegrityError:
+            if attempt == 4:
+                raise Conflict("VALIDATION_ERROR", "Another version of this plan was being created; retry.") from None
+    raise AssertionError("unreachable")
+
+
+def _version(row: Any) -> PlanVersion:
+    return PlanVersion(
+        plan_id=row["plan_id"], version=row["version"], name=row["name"], currency=row["currency"],
+        billing_period=row["billing_period"],
+        charges=msgspec.json.decode(row["charges"], type=list[Charge]),
+        entitlements=msgspec.json.decode(row["entitlements"], type=list[Entitlement]),
+        changelog=row["changelog"], effective_from=row["effective_from"], created_at=row["created_at"],
+        deprecated_at=row["deprecated_at"],
+    )
+
+
+def _versions(conn: Connection, plan_id: str) -> list[PlanVersion]:
+    rows = conn.execute(select(plan_versions).where(plan_versions.c.plan_id == plan_id)
+                        .order_by(plan_versions.c.version)).mappings()
+    return [_version(r) for r in rows]
+
+
+def statuses(versions: list[PlanVersion], now: int) -> dict[int, str]:
+    """active: newest non-deprecated version in effect; scheduled: ahead; else superseded."""
+    out: dict[int, str] = {}
+    active_seen = False
+    for pv in sorted(versions, key=lambda p: p.version, reverse=True):
+        if pv.deprecated_at is not None:
+            out[pv.version] = "deprecated"
+        elif pv.effective_from > now:
+            out[pv.version] = "scheduled"
+        elif not active_seen:
+            out[pv.version] = "active"
+            active_seen = True
+        else:
+            out[pv.version] = "superseded"
+    return out
+
+
+def _charge_out(c: Charge, currency: str) -> ChargeOut:
+    out = ChargeOut(id=c.id, metric_key=c.metric_key, pricing_model=c.pricing_model, description=c.description)
+    if c.unit_price is not None:
+        out.unit_price = format_price(c.unit_price, currency)
+    if c.tiers is not None:
+        out.tiers = [TierOut(up_to=t.up_to, unit_price=format_price(t.unit_price, currency),
+                             flat_amount=format_price(t.flat_amount, currency)) for t in c.tiers]
+    if c.package_size is not None:
+        out.package_size = format_quantity(c.package_size)
+    if c.package_price is not None:
+        out.package_price = format_price(c.package_price, currency)
+    if c.amount is not None:
+        out.amount = format_price(c.amount, currency)
+    return out
+
+
+def _plan_out(pv: PlanVersion, versions: list[PlanVersion], now: int) -> PlanOut:
+    return PlanOut(
+        id=pv.plan_id, version=pv.version, name=pv.name, status=statuses(versions, now)[pv.version],
+        currency=pv.currency, billing_period=pv.billing_period,
+        charges=[_charge_out(c, pv.currency) for c in pv.charges],
+        entitlements=[EntitlementOut(feature_key=e.feature_key, type=e.type, value=e.value, metric_key=e.metric_key)
+                      for e in pv.entitlements],
+        changelog=pv.changelog, effective_from=format_ms(pv.effective_from) or "",
+        created_at=format_ms(pv.created_at) or "", deprecated_at=format_ms(pv.deprecated_at),
+    )
+
+
+def _all_versions(conn: Connection, plan_id: str, field: str | None = None) -> list[PlanVersion]:
+    versions = _versions(conn, plan_id)
+    if not versions:
+        raise NotFound("PLAN_NOT_FOUND", f"No price plan '{plan_id}'; list them with GET /v1/price-plans.", field)
+    return versions
+
+
+def load_version(conn: Connection, plan_id: str, version: int, field: str | None = None) -> PlanVersion:
+    for pv in _all_versions(conn, plan_id, field):
+        if pv.version == version:
+            return pv
+    raise NotFound("PLAN_VERSION_NOT_FOUND", f"Plan '{plan_id}' has no version {version}.",
+                   field and field.replace("plan_id", "plan_version"))
+
+
+def active_version(conn: Connection, plan_id: str, field: str = "plan_id") -> PlanVersion:
+    """The version new subscriptions get by default; none active → PLAN_VERSION_DEPRECATED."""
+    versions = _all_versions(conn, plan_id, field)
+    for number, status in statuses(versions, now_ms()).items():
+        if status == "active":
+            return next(p for p in versions if p.version == number)
+    raise InvalidInput("PLAN_VERSION_DEPRECATED", f"Plan '{plan_id}' has no active version; name a plan_version or publish a new one.", field)
+
+
+def version_status(conn: Connection, pv: PlanVersion) -> str:
+    return statuses(_versions(conn, pv.plan_id), now_ms())[pv.version]
+
+
+def get_plan(engine: Engine, plan_id: str, version: int | None = None) -> PlanOut:
+    with engine.connect() as conn:
+        versions = _all_versions(conn, plan_id)
+        if version is None:
+            return _plan_out(versions[-1], versions, now_ms())
+        return _plan_out(load_version(conn, plan_id, version), versions, now_ms())
+
+
+def list_plans(engine: Engine, limit: int, cursor: str | None) -> tuple[list[PlanOut], str | None]:
+    latest = (select(plan_versions.c.plan_id, func.max(plan_versions.c.version).label("version"))
+              .group_by(plan_versions.c.plan_id).subquery())
+    query = select(plan_versions).join(latest, (latest.c.plan_id == plan_versions.c.plan_id)
+                                       & (latest.c.version == plan_versions.c.version))
+    now = now_ms()
+    with engine.connect() as conn:
+        page = fetch_page(conn, query, [plan_versions.c.created_at, plan_versions.c.plan_id],
+                          kind="price_plans", limit=limit, cursor=cursor)
+        out = [_plan_out(_version(r), _versions(conn, r["plan_id"]), now) for r in page.rows]
+    return out, page.next_cursor
+
+
+def deprecate_version(engine: Engine, plan_id: str, version: int) -> PlanOut:
+    with engine.begin() as conn:
+        pv = load_version(conn, plan_id, version)
+        if pv.deprecated_at is None:
+            conn.execute(update(plan_versions).where((plan_versions.c.plan_id == plan_id)
+                                                     & (plan_versions.c.version == version)).values(deprecated_at=now_ms()))
+        versions = _versions(conn, plan_id)
+    return _plan_out(next(p for p in versions if p.version == version), versions, now_ms())

@@ -1,0 +1,104 @@
+"""Subscriptions (§8): a customer pinned to one plan version, billed in anchored periods."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Connection, Engine, insert, or_, select
+
+from abaxus.billing.customers import load_customer
+from abaxus.billing.plans import active_version, load_version, version_status
+from abaxus.errors import InvalidInput, NotFound
+from abaxus.ids import new_id
+from abaxus.schemas.catalog import SubscriptionCreate, SubscriptionOut
+from abaxus.store.paging import fetch_page
+from abaxus.store.tables import subscriptions
+from abaxus.timefmt import add_months, format_ms, now_ms, parse_timestamp
+
+__all__ = ["create_subscription", "get_subscription", "list_subscriptions", "load_subscription", "period_containing"]
+
+_STATUSES = ("active", "paused", "cancelled", "ended")
+
+
+def status_of(row: Any, now: int) -> str:
+    if row["end_date"] is not None and row["end_date"] <= now:
+        return "ended"
+    return "active"
+
+
+def subscription_out(row: Any, now: int | None = None) -> SubscriptionOut:
+    return SubscriptionOut(
+        id=row["id"], customer_id=row["customer_id"], plan_id=row["plan_id"], plan_version=row["plan_version"],
+        status=status_of(row, now if now is not None else now_ms()), start_date=format_ms(row["start_date"]) or "",
+        end_date=format_ms(row["end_date"]), created_at=format_ms(row["created_at"]) or "",
+    )
+
+
+def period_containing(start: int, months: int, instant: int) -> tuple[int, int]:
+    """The period [S + i·P, S + (i+1)·P) that holds ``instant`` (months added to S itself)."""
+    if instant < start:
+        return start, add_months(start, months)
+    i = max(0, ((instant - start) // (86_400_000 * 28 * months)) - 1)
+    while add_months(start, (i + 1) * months) <= instant:
+        i += 1
+    while i > 0 and add_months(start, i * months) > instant:
+        i -= 1
+    return add_months(start, i * months), add_months(start, (i + 1) * months)
+
+
+def create_subscription(engine: Engine, body: SubscriptionCreate) -> SubscriptionOut:
+    start = parse_timestamp(body.start_date, "start_date") // 1000 * 1000  # fractional seconds dropped
+    end = parse_timestamp(body.end_date, "end_date") if body.end_date is not None else None
+    if end is not None and end <= start:
+        raise InvalidInput("INVALID_DATE_RANGE", "end_date (exclusive) must be after start_date.", "end_date")
+    with engine.begin() as conn:
+        customer = load_customer(conn, body.customer_id, "customer_id")
+        if body.plan_version is None:
+            pv = active_version(conn, body.plan_id)
+        else:
+            pv = load_version(conn, body.plan_id, body.plan_version, "plan_id")
+            if version_status(conn, pv) == "deprecated":
+                raise InvalidInput("PLAN_VERSION_DEPRECATED",
+                                   f"Version {pv.version} of '{pv.plan_id}' is deprecated; subscribe to a current version.",
+                                   "plan_version")
+        if customer["currency"] is not None and customer["currency"] != pv.currency:
+            raise InvalidInput("CURRENCY_MISMATCH",
+                               f"Customer bills in {customer['currency']} but plan '{pv.plan_id}' is in {pv.currency}.",
+                               "plan_id")
+        row = {"id": new_id("sub"), "customer_id": body.customer_id, "plan_id": pv.plan_id,
+               "plan_version": pv.version, "start_date": start, "end_date": end, "created_at": now_ms()}
+        conn.execute(insert(subscriptions).values(**row))
+    return subscription_out(row)
+
+
+def load_subscription(conn: Connection, subscription_id: str, field: str | None = None) -> dict[str, Any]:
+    row = conn.execute(select(subscriptions).where(subscriptions.c.id == subscription_id)).mappings().first()
+    if row is None:
+        raise NotFound("SUBSCRIPTION_NOT_FOUND", f"No subscription '{subscription_id}'.", field)
+    return dict(row)
+
+
+def get_subscription(engine: Engine, subscription_id: str) -> SubscriptionOut:
+    with engine.connect() as conn:
+        return subscription_out(load_subscription(conn, subscription_id))
+
+
+def list_subscriptions(engine: Engine, customer_id: str | None, status: str | None, limit: int,
+                       cursor: str | None) -> tuple[list[SubscriptionOut], str | None]:
+    query = select(subscriptions)
+    now = now_ms()
+    if customer_id is not None:
+        query = query.where(subscriptions.c.customer_id == customer_id)
+    if status is not None:
+        if status not in _STATUSES:
+            raise InvalidInput("INVALID_FIELD", "status must be active, paused, cancelled or ended.", "status")
+        if status == "ended":
+            query = query.where(subscriptions.c.end_date <= now)
+        elif status == "active":
+            query = query.where(or_(subscriptions.c.end_date.is_(None), subscriptions.c.end_date > now))
+        else:
+            query = query.where(subscriptions.c.id.is_(None))
+    with engine.connect() as conn:
+        page = fetch_page(conn, query, [subscriptions.c.created_at, subscriptions.c.id],
+                          kind="subscriptions", limit=limit, cursor=cursor)
+    return [subscription_out(r, now) for r in page.rows], page.next_cursor

@@ -1,0 +1,49 @@
+"""Write idempotency (§16): replays, key reuse, body field vs header, per-key scoping."""
+
+from __future__ import annotations
+
+from conftest import error_of, make_key
+from quickstart_bodies import JSON, METRIC, PLAN_JSON
+
+
+def test_a_retried_plan_post_does_not_create_a_second_version(client):
+    client.post("/v1/metrics", json=METRIC)
+    headers = {**JSON, "Idempotency-Key": "plan-growth-v1"}
+    first = client.post("/v1/price-plans", content=PLAN_JSON, headers=headers)
+    # Same request, reformatted JSON: compared as parsed JSON, so still a replay.
+    again = client.post("/v1/price-plans", content=PLAN_JSON.replace(b"\n", b" "), headers=headers)
+    assert first.status_code == again.status_code == 201
+    assert again.headers["Idempotent-Replayed"] == "true" and "idempotent-replayed" not in first.headers
+    assert again.json() == first.json()
+    assert client.get("/v1/price-plans/plan_growth").json()["version"] == 1
+
+
+def test_the_same_key_on_a_different_request_is_refused(client):
+    client.post("/v1/customers", json={"id": "a", "name": "A"}, headers={"Idempotency-Key": "k"})
+    r = client.post("/v1/customers", json={"id": "a", "name": "B"}, headers={"Idempotency-Key": "k"})
+    assert error_of(r) == (409, "IDEMPOTENCY_KEY_REUSED", None)
+    r = client.patch("/v1/customers/a", json={"id": "a", "name": "A"}, headers={"Idempotency-Key": "k"})
+    assert error_of(r)[:2] == (409, "IDEMPOTENCY_KEY_REUSED")
+
+
+def test_body_field_wins_over_header_and_errors_replay_too(client):
+    body = {"id": "bad id", "name": "n", "idempotency_key": "body-key"}
+    first = client.post("/v1/customers", json=body, headers={"Idempotency-Key": "header-key"})
+    assert error_of(first) == (422, "INVALID_ID", "id")
+    again = client.post("/v1/customers", json=body)
+    assert again.headers.get("Idempotent-Replayed") == "true" and again.json() == first.json()
+    # The header key was never used, so it is free for another request.
+    assert client.post("/v1/customers", json={"id": "ok", "name": "n"}, headers={"Idempotency-Key": "header-key"}).status_code == 201
+
+
+def test_keys_are_scoped_per_api_key(client):
+    other = make_key(client, "admin", "second-admin")
+    r1 = client.post("/v1/customers", json={"id": "one", "name": "n"}, headers={"Idempotency-Key": "shared"})
+    r2 = client.post("/v1/customers", json={"id": "two", "name": "n"},
+                     headers={"Idempotency-Key": "shared", "Authorization": f"Bearer {other}"})
+    assert r1.status_code == r2.status_code == 201
+
+
+def test_an_oversized_key_is_invalid(client):
+    r = client.post("/v1/customers", json={"id": "c", "name": "n"}, headers={"Idempotency-Key": "k" * 256})
+    assert error_of(r) == (422, "IDEMPOTENCY_KEY_INVALID", "idempotency_key")
