@@ -1,0 +1,1 @@
+"""Durable intake and the Bytewax dataflow: api → log → dedup → usage store."""

@@ -1,0 +1,250 @@
+"""The Bytewax dataflow: intake log → dedup by idempotency key → ClickHouse.
+
+Steps (their ids key the recovery state, so they never change):
+``intake_log`` (a partitioned source with resumable positions) →
+``dedup_by_idempotency_key`` (``stateful_batch``, see ``dedup.py``) →
+``usage_store`` (a sink that coalesces each activation's batches into one ``insert_arrow``).
+
+In embedded mode the flow runs on a thread of the server process, because chDB lets only
+one process own a data directory. The sink retries a failed insert until it succeeds or
+the flow stops: events stay in the durable log until stored, so nothing accepted is lost.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import bytewax.operators as op
+import pyarrow as pa
+from bytewax.dataflow import Dataflow as BytewaxFlow
+from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
+from bytewax.outputs import DynamicSink, StatelessSinkPartition
+from bytewax.recovery import RecoveryConfig, init_db_dir
+from bytewax.run import cli_main
+
+from abaxus.logging import get_logger
+from abaxus.pipeline.bloom import BloomFilter
+from abaxus.pipeline.dedup import DedupLogic, DedupResult
+from abaxus.pipeline.log import IntakeLog, LogReader, Position
+from abaxus.pipeline.progress import Progress
+from abaxus.pipeline.records import decode_record
+from abaxus.settings import Settings
+from abaxus.store.usage import EVENT_SCHEMA, UsageStore
+from abaxus.telemetry import Telemetry
+from abaxus.timefmt import now_ms
+
+__all__ = ["Dataflow"]
+
+log = get_logger("abaxus.pipeline")
+_EPOCH0 = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_DUP_SCHEMA = pa.schema([("idempotency_key", pa.string()), ("customer_id", pa.string()),
+                         ("metric_key", pa.string()), ("received_at", pa.timestamp("ms", tz="UTC"))])
+
+
+class _LogPartition(StatefulSourcePartition[Any, Position]):
+    def __init__(self, flow: Dataflow, resume: Position | None) -> None:
+        self.flow = flow
+        committed = flow.committed_position()
+        self.position: Position = max(tuple(resume) if resume else (0, 0), committed)  # type: ignore[assignment]
+        self.idle = False
+
+    def next_batch(self) -> list[Any]:
+        records, _ = self.flow.reader.read(self.position, max_records=256)
+        if not records:
+            if self.flow.stopping.is_set():
+                raise StopIteration()
+            self.idle = True
+            return []
+        self.idle = False
+        self.position = records[-1][1]
+        out = []
+        for payload, position in records:
+            batch, backfill = decode_record(payload)
+            out.append(("all", (batch, position, backfill)))
+        return out
+
+    def next_awake(self) -> datetime | None:
+        if self.idle:
+            return datetime.now(timezone.utc) + timedelta(milliseconds=10)
+        return None
+
+    def snapshot(self) -> Position:
+        return self.position
+
+
+class _LogSource(FixedPartitionedSource[Any, Position]):
+    def __init__(self, flow: Dataflow) -> None:
+        self.flow = flow
+
+    def list_parts(self) -> list[str]:
+        return ["log"]
+
+    def build_part(self, step_id: str, for_part: str, resume_state: Position | None) -> _LogPartition:
+        return _LogPartition(self.flow, resume_state)
+
+
+class _StoreSinkPartition(StatelessSinkPartition[DedupResult]):
+    def __init__(self, flow: Dataflow) -> None:
+        self.flow = flow
+
+    def write_batch(self, items: list[DedupResult]) -> None:
+        self.flow.store_results(items)
+
+
+class _StoreSink(DynamicSink[DedupResult]):
+    def __init__(self, flow: Dataflow) -> None:
+        self.flow = flow
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _StoreSinkPartition:
+        return _StoreSinkPartition(self.flow)
+
+
+class Dataflow:
+    """Owns the running flow: start, stop, health, progress."""
+
+    def __init__(self, settings: Settings, usage: UsageStore, intake: IntakeLog, telemetry: Telemetry) -> None:
+        self.settings = settings
+        self.usage = usage
+        self.intake = intake
+        self.reader = LogReader(intake)
+        self.telemetry = telemetry
+        self.stopping = threading.Event()
+        self.pipeline_dir = settings.data_dir / "pipeline"
+        self.pipeline_dir.mkdir(parents=True, exist_ok=True)
+        self.progress = Progress(self.committed_position())
+        self.pending_voids: dict[str, tuple[str, int]] = {}
+        self.pending_lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self.error: BaseException | None = None
+        self.bloom = BloomFilter()
+
+    # ---- lifecycle ---------------------------------------------------------------------
+    def start(self) -> None:
+        started = time.monotonic()
+        stored = 0
+        for chunk in self.usage.iter_all_keys():
+            stored += len(chunk)
+            self.bloom.add_many(chunk)
+        self.pending_voids = self.usage.pending_voids()
+        recovery = self.pipeline_dir / "recovery"
+        if not recovery.exists():
+            recovery.mkdir(parents=True)
+            init_db_dir(recovery, 1)
+        log.info("dataflow_starting", stored_keys=stored, filter_seconds=round(time.monotonic() - started, 3),
+                 resume_from=list(self.progress.done))
+        self._thread = threading.Thread(target=self._run, args=(recovery,), name="abaxus-dataflow", daemon=True)
+        self._thread.start()
+
+    def _run(self, recovery: Path) -> None:
+        try:
+            cli_main(self.build(), workers_per_process=1,
+                     epoch_interval=timedelta(seconds=self.settings.epoch_seconds),
+                     recovery_config=RecoveryConfig(recovery))
+        except BaseException as exc:  # noqa: BLE001 - reported through /readyz
+            self.error = exc
+            log.error("dataflow_failed", exc_info=exc)
+        finally:
+            self.progress.alive = False
+
+    def stop(self, timeout: float = 30) -> None:
+        self.stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def healthy(self) -> bool:
+        return self._thread is not None and self._thread.is_alive() and self.error is None
+
+    def lag_seconds(self) -> float:
+        return self.progress.lag_seconds()
+
+    # ---- the flow ------------------------------------------------------------------------
+    def build(self) -> BytewaxFlow:
+        flow = BytewaxFlow("abaxus_ingest")
+        records = op.input("intake_log", flow, _LogSource(self))
+        window = self.settings.dedup_window_seconds
+        deduped = op.stateful_batch(
+            "dedup_by_idempotency_key", records,
+            lambda resume: DedupLogic(resume, window, self.bloom, self.usage.existing_keys,
+                                      self.telemetry.events_deduplicated.inc))
+        op.output("usage_store", op.map("drop_key", deduped, lambda kv: kv[1]), _StoreSink(self))
+        return flow
+
+    # ---- the sink ------------------------------------------------------------------------
+    def committed_position(self) -> Position:
+        try:
+            seg, off = (self.pipeline_dir / "sink.pos").read_text().split()
+            return int(seg), int(off)
+        except (FileNotFoundError, ValueError):
+            return (0, 0)
+
+    def _commit(self, position: Position) -> None:
+        tmp = self.pipeline_dir / "sink.pos.tmp"
+        tmp.write_text(f"{position[0]} {position[1]}")
+        os.replace(tmp, self.pipeline_dir / "sink.pos")
+
+    def _to_event_rows(self, kept: list[pa.RecordBatch], now: datetime) -> pa.Table:
+        table = pa.Table.from_batches(kept)
+        n = table.num_rows
+        ts = pa.timestamp("ms", tz="UTC")
+        voided: pa.Array = pa.repeat(pa.scalar(False), n)
+        voided_at: pa.Array = pa.repeat(pa.scalar(_EPOCH0, ts), n)
+        reasons: pa.Array = pa.repeat(pa.scalar(""), n)
+        if self.pending_voids:  # voids that arrived before their event (§9 "pending")
+            with self.pending_lock:
+                hits = [self.pending_voids.get(k) for k in table.column("idempotency_key").to_pylist()]
+            if any(hits):
+                voided = pa.array([h is not None for h in hits])
+                # strictly before ingested_at: the summary then knows this row never counted
+                stamp = int(now.timestamp() * 1000)
+                voided_at = pa.array([min(h[1], stamp - 1) if h else 0 for h in hits], pa.int64()).cast(ts)
+                reasons = pa.array([h[0] if h else "" for h in hits])
+        return pa.table({
+            "event_id": table.column("event_id"),
+            "idempotency_key": table.column("idempotency_key"),
+            "customer_id": table.column("customer_id"),
+            "metric_key": table.column("metric_key"),
+            "value": table.column("value"),
+            "timestamp": table.column("timestamp"),
+            "properties": table.column("properties"),
+            "ingested_at": pa.repeat(pa.scalar(now, ts), n),
+            "voided": voided,
+            "voided_at": voided_at,
+            "void_reason": reasons,
+        }, schema=EVENT_SCHEMA)
+
+    def store_results(self, items: list[DedupResult]) -> None:
+        kept = [r.kept for r in items if r.kept.num_rows]
+        dropped = [r.dropped for r in items if r.dropped.num_rows]
+        while True:
+            stamp = now_ms()
+            now = datetime.fromtimestamp(stamp / 1000, tz=timezone.utc)
+            self.progress.inserting(stamp)
+            try:
+                if kept:
+                    events = self._to_event_rows(kept, now)
+                    self.usage.insert_events(events)
+                    self.telemetry.events_ingested.inc(events.num_rows)
+                if dropped:
+                    d = pa.Table.from_batches(dropped)
+                    self.usage.insert_duplicates(pa.table({
+                        "idempotency_key": d.column("idempotency_key"), "customer_id": d.column("customer_id"),
+                        "metric_key": d.column("metric_key"),
+                        "received_at": d.column("accepted_at")}, schema=_DUP_SCHEMA))
+                break
+            except Exception as exc:  # the store is down: keep the events, retry
+                log.warning("usage_store_insert_failed", error=str(exc))
+                if self.stopping.is_set():
+                    raise
+                time.sleep(0.5)
+            finally:
+                self.progress.inserting(None)
+        for r in items:
+            kept_keys = set(r.kept.column("idempotency_key").to_pylist()) if r.backfill else None
+            self.progress.completed(r.position, kept_keys)
+        if items:
+            self._commit(max(r.position for r in items))

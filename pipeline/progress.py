@@ -1,0 +1,73 @@
+"""How far the dataflow has got: the stored watermark, lag, and backfill results.
+
+The API registers each durable record's position; the sink marks positions done once their
+events are in the usage store. Backfill requests wait on this, ``/metrics`` reads the lag,
+and invoices take ``usage_as_of`` from ``safe_as_of`` so no in-flight insert can later
+appear under an earlier watermark.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+
+from abaxus.timefmt import now_ms
+
+__all__ = ["Progress"]
+
+Position = tuple[int, int]
+
+
+class Progress:
+    def __init__(self, start: Position = (0, 0)) -> None:
+        self._cond = threading.Condition()
+        self.done: Position = start
+        self._accepted: collections.deque[tuple[Position, int]] = collections.deque()
+        self._kept: dict[Position, set[str]] = {}
+        self._inserting_since: int | None = None
+        self.alive = True
+
+    def accepted(self, position: Position, at_ms: int) -> None:
+        with self._cond:
+            if position > self.done:
+                self._accepted.append((position, at_ms))
+
+    def inserting(self, started_ms: int | None) -> None:
+        with self._cond:
+            self._inserting_since = started_ms
+
+    def completed(self, position: Position, kept_keys: set[str] | None = None) -> None:
+        with self._cond:
+            if kept_keys is not None:
+                self._kept[position] = kept_keys
+            if position > self.done:
+                self.done = position
+            while self._accepted and self._accepted[0][0] <= self.done:
+                self._accepted.popleft()
+            self._cond.notify_all()
+
+    def wait_for(self, position: Position, timeout: float) -> set[str] | None:
+        """Block until ``position`` is stored; return the keys it stored (backfill only)."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self.done < position:
+                left = deadline - time.monotonic()
+                if left <= 0 or not self.alive:
+                    raise TimeoutError(f"dataflow has not stored position {position}")
+                self._cond.wait(min(left, 0.5))
+            return self._kept.pop(position, None)
+
+    def lag_seconds(self) -> float:
+        with self._cond:
+            if not self._accepted:
+                return 0.0
+            return max(0.0, (now_ms() - self._accepted[0][1]) / 1000)
+
+    def safe_as_of(self) -> int:
+        """A usage watermark no later insert can precede: now, or just before an insert in flight."""
+        with self._cond:
+            now = now_ms()
+            if self._inserting_since is not None:
+                return min(now, self._inserting_since - 1)
+            return now

@@ -1,0 +1,115 @@
+"""Ingestion as one service: validate → durable log → dataflow → usage store.
+
+The API calls ``submit`` (202 once durable), ``backfill`` (200 once stored), ``void`` and
+the read helpers; it never touches the log or the store directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from sqlalchemy import Engine
+
+from abaxus.errors import Unavailable
+from abaxus.ids import event_id_for
+from abaxus.pipeline.catalog_view import CatalogView
+from abaxus.pipeline.dataflow import Dataflow
+from abaxus.pipeline.intake import EventValidator
+from abaxus.pipeline.log import IntakeLog, Position
+from abaxus.pipeline.records import encode_record
+from abaxus.settings import Settings, SettingsError
+from abaxus.store.usage import EVENT_SCHEMA, UsageStore
+from abaxus.telemetry import Telemetry
+from abaxus.timefmt import now_ms
+
+__all__ = ["Ingestion"]
+
+BACKFILL_TIMEOUT_S = 60.0
+
+
+class Ingestion:
+    def __init__(self, settings: Settings, engine: Engine, telemetry: Telemetry) -> None:
+        if settings.kafka_brokers:
+            raise SettingsError("ABAXUS_KAFKA_BROKERS is set, but the Kafka intake is not built yet; unset it to use "
+                                "the durable local log.")
+        self.settings = settings
+        self.telemetry = telemetry
+        self.view = CatalogView(engine)
+        self.validator = EventValidator(self.view)
+        self.usage = UsageStore(settings)
+        self.log = IntakeLog(settings.data_dir / "log")
+        self.dataflow = Dataflow(settings, self.usage, self.log, telemetry)
+
+    def start(self) -> None:
+        self.dataflow.start()
+
+    def stop(self) -> None:
+        self.dataflow.stop()
+        self.log.close()
+        self.usage.close()
+
+    def reject_counts(self, codes: list[str]) -> None:
+        for code in codes:
+            self.telemetry.events_rejected.labels(code).inc()
+
+    async def submit(self, batch: pa.RecordBatch, *, backfill: bool = False) -> Position:
+        """Append accepted events durably; raise NOT_READY if the log cannot take them."""
+        if not self.dataflow.healthy() or not self.log.healthy():
+            raise Unavailable("NOT_READY", "The intake log or dataflow is down; nothing was accepted. Retry shortly.")
+        try:
+            position = await self.log.append(encode_record(batch, backfill=backfill))
+        except Exception:
+            raise Unavailable("NOT_READY", "The intake log could not write; nothing was accepted. Retry shortly.") from None
+        self.dataflow.progress.accepted(position, now_ms())
+        return position
+
+    async def wait_stored(self, position: Position) -> set[str] | None:
+        try:
+            return await asyncio.to_thread(self.dataflow.progress.wait_for, position, BACKFILL_TIMEOUT_S)
+        except TimeoutError:
+            raise Unavailable("NOT_READY", "The events are durable but not yet stored; they will be. Retry to see their status.") from None
+
+    def void(self, keys: list[str], reason: str) -> list[dict[str, Any]]:
+        """Void stored events; events not stored yet are voided when they arrive (§9).
+
+        The void is registered with the sink first, then we wait for the dataflow to pass
+        the log's current end, so an event in flight is either stored voided by the sink
+        or found stored here: never stored unvoided after we answered.
+        """
+        unique = list(dict.fromkeys(keys))
+        before = {r["idempotency_key"]: r["voided"] for r in self.usage.stored_events(unique).to_pylist()}
+        now = now_ms()
+        fresh = [k for k in unique if not before.get(k, False)]
+        with self.dataflow.pending_lock:
+            for k in fresh:
+                self.dataflow.pending_voids.setdefault(k, (reason, now))
+        try:
+            self.dataflow.progress.wait_for(self.log.durable_position, 10.0)
+        except TimeoutError:
+            pass  # still pending in the sink's set: stored voided when the dataflow catches up
+        stored = self.usage.stored_events(fresh) if fresh else pa.table({})
+        rows = {r["idempotency_key"]: r for r in stored.to_pylist()} if fresh else {}
+        unvoided = [k for k, r in rows.items() if not r["voided"]]
+        if unvoided:
+            table = stored.filter(pc.is_in(stored.column("idempotency_key"), pa.array(unvoided)))
+            n = table.num_rows
+            table = table.set_column(table.schema.get_field_index("voided"), "voided", pa.repeat(pa.scalar(True), n))
+            table = table.set_column(table.schema.get_field_index("voided_at"), "voided_at",
+                                     pa.repeat(pa.scalar(now, pa.int64()), n).cast(pa.timestamp("ms", tz="UTC")))
+            table = table.set_column(table.schema.get_field_index("void_reason"), "void_reason", pa.repeat(pa.scalar(reason), n))
+            self.usage.insert_events(table.cast(EVENT_SCHEMA))
+        pending = [k for k in fresh if k not in rows]
+        self.usage.add_pending_voids([(k, reason, now) for k in pending])
+        results = []
+        for k in keys:
+            if before.get(k, False):
+                status = "already_voided"
+            elif k in rows:
+                status = "voided"
+            else:
+                status = "pending"
+            results.append({"idempotency_key": k, "event_id": event_id_for(k), "status": status})
+        return results
