@@ -1,0 +1,287 @@
+"""Invoices (§11, §12): calculate, issue, list, archive, adjust, explain.
+
+Every invoice records ``usage_as_of``: the watermark its usage was read at. Its lines count
+exactly the events stored by then and not voided by then, so a line can be reproduced (and
+its events listed) whatever arrives or is voided later.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any, Callable
+
+import msgspec
+from sqlalchemy import Engine, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from abaxus.billing import audit
+from abaxus.billing.customers import load_customer
+from abaxus.billing.plans import load_version
+from abaxus.billing.pricing import Priced, Window, choose_subscription, load_specs, price_windows
+from abaxus.billing.subscriptions import load_subscription
+from abaxus.errors import Conflict, InvalidInput, NotFound
+from abaxus.ids import new_id
+from abaxus.money import format_quantity, parse_decimal
+from abaxus.schemas.codec import encode_json
+from abaxus.store.paging import fetch_page
+from abaxus.store.tables import calculations, invoices
+from abaxus.store.usage import UsageStore
+from abaxus.timefmt import format_ms, now_ms
+
+__all__ = ["Invoicing"]
+
+CALCULATION_TTL_MS = 24 * 3600 * 1000
+_decode_lines = msgspec.json.Decoder(list[dict[str, Any]], float_hook=Decimal)
+_decode_body = msgspec.json.Decoder(dict[str, Any], float_hook=Decimal)
+
+
+def invoice_out(row: Any) -> dict[str, Any]:
+    return {
+        "id": row["id"], "type": row["type"], "adjusts_invoice_id": row["adjusts_invoice_id"],
+        "customer_id": row["customer_id"], "subscription_id": row["subscription_id"], "plan_id": row["plan_id"],
+        "plan_version": row["plan_version"], "status": row["status"], "currency": row["currency"],
+        "period_start": format_ms(row["period_start"]), "period_end": format_ms(row["period_end"]),
+        "total_amount": row["total_amount"], "line_items": _decode_lines.decode(row["line_items"]),
+        "calculation_id": row["calculation_id"], "usage_as_of": format_ms(row["usage_as_of"]),
+        "payment_intent_id": row["payment_intent_id"], "created_at": format_ms(row["created_at"]),
+        "paid_at": format_ms(row["paid_at"]), "archived_at": format_ms(row["archived_at"]),
+        "archive_reason": row["archive_reason"],
+    }
+
+
+class Invoicing:
+    def __init__(self, engine: Engine, usage: UsageStore, as_of: Callable[[], int]) -> None:
+        self.engine, self.usage, self.as_of = engine, usage, as_of
+
+    # ---- pricing -----------------------------------------------------------------------
+    def _price(self, customer_id: str, cutoff_ms: int, subscription_id: str | None) -> tuple[Priced, int]:
+        with self.engine.connect() as conn:
+            load_customer(conn, customer_id, "customer_id")
+            window = choose_subscription(conn, customer_id, cutoff_ms, subscription_id)
+            specs = load_specs(conn, [window])
+        as_of = self.as_of()
+        return price_windows(self.usage, [window], specs, as_of)[0], as_of
+
+    def calculate(self, customer_id: str, cutoff_ms: int, subscription_id: str | None) -> dict[str, Any]:
+        priced, as_of = self._price(customer_id, cutoff_ms, subscription_id)
+        w = priced.window
+        now = now_ms()
+        body = {
+            "calculation_id": new_id("calc"), "customer_id": customer_id, "subscription_id": w.subscription["id"],
+            "plan_id": w.plan.plan_id, "plan_version": w.plan.version, "period_start": format_ms(w.period_start),
+            "period_end": format_ms(w.period_end), "currency": w.plan.currency, "total_amount": priced.total,
+            "line_items": priced.lines, "usage_as_of": format_ms(as_of), "created_at": format_ms(now),
+            "expires_at": format_ms(now + CALCULATION_TTL_MS),
+        }
+        with self.engine.begin() as conn:
+            conn.execute(insert(calculations).values(
+                id=body["calculation_id"], customer_id=customer_id, subscription_id=w.subscription["id"],
+                cutoff=w.period_end, body=encode_json({**body, "_as_of": as_of}).decode(), created_at=now,
+                expires_at=now + CALCULATION_TTL_MS))
+        return body
+
+    def preview(self, plan_id: str, plan_version: int | None, usage: dict[str, Any]) -> dict[str, Any]:
+        from abaxus.billing.plans import active_version
+
+        with self.engine.connect() as conn:
+            pv = load_version(conn, plan_id, plan_version, "plan_id") if plan_version is not None else active_version(conn, plan_id)
+            charged = {c.metric_key for c in pv.charges if c.metric_key}
+            quantities: dict[tuple[str, str, int], Decimal] = {}
+            for key, value in usage.items():
+                if key not in charged:
+                    raise InvalidInput("UNKNOWN_METRIC", f"Plan '{plan_id}' v{pv.version} does not charge '{key}'.", f"usage.{key}")
+                q = parse_decimal(value, f"usage.{key}", max_places=10, upper=Decimal(10) ** 18)
+                quantities[("preview", key, 0)] = q
+            window = Window({"id": "preview", "customer_id": ""}, pv, 0, 0, 0, 1)
+        priced = price_windows(self.usage, [window], [], None, quantities)[0]
+        return {"plan_id": pv.plan_id, "plan_version": pv.version, "currency": pv.currency,
+                "total_amount": priced.total, "line_items": priced.lines}
+
+    # ---- issuing -----------------------------------------------------------------------
+    def create(self, customer_id: str, cutoff_ms: int, subscription_id: str | None, calculation_id: str | None,
+               actor: str) -> dict[str, Any]:
+        if calculation_id is not None:
+            priced, as_of = self._from_calculation(calculation_id, customer_id, cutoff_ms, subscription_id)
+        else:
+            priced, as_of = self._price(customer_id, cutoff_ms, subscription_id)
+        return self._issue(priced, as_of, calculation_id, actor)
+
+    def _from_calculation(self, calculation_id: str, customer_id: str, cutoff_ms: int,
+                          subscription_id: str | None) -> tuple[Priced, int]:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(calculations).where(calculations.c.id == calculation_id)).mappings().first()
+            if row is None:
+                raise NotFound("CALCULATION_NOT_FOUND", f"No calculation '{calculation_id}'.", "calculation_id")
+            if row["expires_at"] <= now_ms():
+                raise InvalidInput("CALCULATION_EXPIRED", "The calculation is over 24 h old; calculate again.", "calculation_id")
+            window = choose_subscription(conn, customer_id, cutoff_ms, subscription_id) if row["customer_id"] == customer_id else None
+            if (window is None or row["subscription_id"] != window.subscription["id"]
+                    or row["cutoff"] != cutoff_ms // 1000 * 1000):
+                raise InvalidInput("CALCULATION_MISMATCH", "The calculation was for another customer, subscription or cutoff.",
+                                   "calculation_id")
+            body = _decode_body.decode(row["body"])
+        return Priced(window, body["line_items"]), body["_as_of"]
+
+    def _row(self, priced: Priced, as_of: int, calculation_id: str | None, now: int) -> dict[str, Any]:
+        w = priced.window
+        return {
+            "id": new_id("inv"), "type": "standard", "adjusts_invoice_id": None,
+            "customer_id": w.subscription["customer_id"], "subscription_id": w.subscription["id"],
+            "plan_id": w.plan.plan_id, "plan_version": w.plan.version, "status": "issued", "currency": w.plan.currency,
+            "period_start": w.period_start, "period_end": w.period_end, "total_amount": priced.total,
+            "line_items": encode_json(priced.lines).decode(), "calculation_id": calculation_id, "usage_as_of": as_of,
+            "payment_intent_id": None, "created_at": now, "paid_at": None, "archived_at": None, "archive_reason": None,
+            "period_slot": f"{w.subscription['id']}:{w.period_start}", "charge_attempt": 0, "charge_lock": None,
+        }
+
+    def issue_many(self, priced: list[Priced], as_of: int, actor: str) -> int:
+        """Issue several invoices in one transaction (bulk runs); returns how many were created.
+
+        If another run invoiced one of these periods meanwhile, the chunk falls back to one
+        invoice at a time so every other invoice is still issued.
+        """
+        if not priced:
+            return 0
+        now = now_ms()
+        rows = [self._row(p, as_of, None, now) for p in priced]
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(insert(invoices), rows)
+                for p, row in zip(priced, rows):
+                    audit.append(conn, row["id"], "invoice.issued", actor, {
+                        "total_amount": p.total, "line_count": len(p.lines), "calculation_id": None,
+                        "usage_as_of": format_ms(as_of)})
+            return len(rows)
+        except IntegrityError:
+            created = 0
+            for p in priced:
+                try:
+                    self._issue(p, as_of, None, actor)
+                    created += 1
+                except Conflict:
+                    pass
+            return created
+
+    def _issue(self, priced: Priced, as_of: int, calculation_id: str | None, actor: str) -> dict[str, Any]:
+        row = self._row(priced, as_of, calculation_id, now_ms())
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(insert(invoices).values(**row))
+                audit.append(conn, row["id"], "invoice.issued", actor, {
+                    "total_amount": priced.total, "line_count": len(priced.lines), "calculation_id": calculation_id,
+                    "usage_as_of": format_ms(as_of)})
+        except IntegrityError:
+            with self.engine.connect() as conn:
+                existing = conn.execute(select(invoices.c.id).where(invoices.c.period_slot == row["period_slot"])).scalar()
+            raise Conflict("INVOICE_ALREADY_EXISTS", "This subscription period is already invoiced; archive it to invoice anew.",
+                           extra={"existing_invoice_id": existing}) from None
+        return invoice_out(row)
+
+    # ---- reading -----------------------------------------------------------------------
+    def load(self, conn: Any, invoice_id: str) -> dict[str, Any]:
+        row = conn.execute(select(invoices).where(invoices.c.id == invoice_id)).mappings().first()
+        if row is None:
+            raise NotFound("INVOICE_NOT_FOUND", f"No invoice '{invoice_id}'.")
+        return dict(row)
+
+    def get(self, invoice_id: str) -> dict[str, Any]:
+        with self.engine.connect() as conn:
+            return invoice_out(self.load(conn, invoice_id))
+
+    def list(self, filters: dict[str, str | None], limit: int, cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
+        query = select(invoices)
+        for name in ("customer_id", "subscription_id", "status", "type"):
+            if filters.get(name) is not None:
+                query = query.where(invoices.c[name] == filters[name])
+        with self.engine.connect() as conn:
+            page = fetch_page(conn, query, [invoices.c.created_at, invoices.c.id], kind="invoices", limit=limit, cursor=cursor)
+        return [invoice_out(r) for r in page.rows], page.next_cursor
+
+    def line_events(self, invoice_id: str, charge_id: str, limit: int, after: tuple[int, str] | None) -> dict[str, Any]:
+        with self.engine.connect() as conn:
+            inv = self.load(conn, invoice_id)
+            original = self.load(conn, inv["adjusts_invoice_id"]) if inv["adjusts_invoice_id"] else inv
+        line = next((li for li in _decode_lines.decode(inv["line_items"]) if li["charge_id"] == charge_id), None)
+        if line is None:
+            raise NotFound("LINE_ITEM_NOT_FOUND", f"Invoice '{invoice_id}' has no line '{charge_id}'.")
+        if not line.get("metric_key"):
+            return {"data": [], "next_cursor": None, "event_count": 0, "events_checksum": None}
+        as_of = inv["usage_as_of"]
+        filters = {"customer_id": inv["customer_id"], "metric_key": line["metric_key"],
+                   "from": original["period_start"], "to": original["period_end"] + 1000,
+                   "raw_where": ["ingested_at <= fromUnixTimestamp64Milli(%(asof)s, 'UTC')",
+                                 "(NOT voided OR voided_at > fromUnixTimestamp64Milli(%(asof)s, 'UTC'))"],
+                   "raw_params": {"asof": as_of}}
+        rows = self.usage.list_events(filters, limit + 1, after, ascending=True)
+        return {"rows": rows, "limit": limit, "event_count": line["event_count"], "events_checksum": line["events_checksum"]}
+
+    # ---- changes -----------------------------------------------------------------------
+    def archive(self, invoice_id: str, reason: str, actor: str) -> dict[str, Any]:
+        if not 1 <= len(reason) <= 500:
+            raise InvalidInput("INVALID_FIELD", "reason must be 1–500 characters.", "reason")
+        with self.engine.begin() as conn:
+            inv = self.load(conn, invoice_id)
+            self._check_open(inv)
+            if inv["charge_lock"] is not None:
+                raise Conflict("CHARGE_IN_PROGRESS", "A charge of this invoice is in flight; retry when it ends.")
+            now = now_ms()
+            conn.execute(update(invoices).where(invoices.c.id == invoice_id)
+                         .values(status="archived", archived_at=now, archive_reason=reason, period_slot=None))
+            audit.append(conn, invoice_id, "invoice.archived", actor, {"reason": reason})
+            inv.update(status="archived", archived_at=now, archive_reason=reason)
+        return invoice_out(inv)
+
+    @staticmethod
+    def _check_open(inv: dict[str, Any]) -> None:
+        if inv["status"] == "paid":
+            raise Conflict("INVOICE_ALREADY_PAID", "The invoice is paid; paid invoices are final.")
+        if inv["status"] == "archived":
+            raise Conflict("INVOICE_ARCHIVED", "The invoice is archived; archived invoices are final.")
+
+    def adjust(self, invoice_id: str, actor: str) -> dict[str, Any]:
+        """Re-price a standard invoice with fresh usage; bill (or credit) only the difference."""
+        with self.engine.connect() as conn:
+            inv = self.load(conn, invoice_id)
+            if inv["type"] == "adjustment":
+                raise Conflict("INVOICE_IS_ADJUSTMENT", "Adjust the original invoice, not an adjustment.")
+            if inv["status"] == "archived":
+                raise Conflict("INVOICE_ARCHIVED", "The invoice is archived; archived invoices are final.")
+            sub = load_subscription(conn, inv["subscription_id"])
+            pv = load_version(conn, inv["plan_id"], inv["plan_version"])
+            end = inv["period_end"] + 1000
+            if sub["end_date"] is not None:
+                end = min(end, sub["end_date"])
+            window = Window(sub, pv, inv["period_start"], inv["period_end"], max(inv["period_start"], sub["start_date"]), end)
+            specs = load_specs(conn, [window])
+            earlier = [dict(r) for r in conn.execute(select(invoices).where(invoices.c.adjusts_invoice_id == invoice_id)
+                                                     .order_by(invoices.c.created_at)).mappings()]
+        as_of = self.as_of()
+        priced = price_windows(self.usage, [window], specs, as_of)[0]
+        invoiced: dict[str, int] = {}
+        last_quantity: dict[str, Any] = {}
+        for doc in [inv, *earlier]:
+            for li in _decode_lines.decode(doc["line_items"]):
+                invoiced[li["charge_id"]] = invoiced.get(li["charge_id"], 0) + int(li["amount"])
+                last_quantity[li["charge_id"]] = li["quantity"]
+        lines = []
+        for li in priced.lines:
+            diff = int(li["amount"]) - invoiced.get(li["charge_id"], 0)
+            if diff != 0:
+                lines.append({**li, "previous_quantity": format_quantity(Decimal(str(last_quantity.get(li["charge_id"], 0)))),
+                              "amount": diff})
+        if not lines:
+            raise Conflict("NO_CHANGE", "Usage has not changed what this invoice bills; nothing to adjust.")
+        total = sum(li["amount"] for li in lines)
+        now = now_ms()
+        row = {**{k: inv[k] for k in ("customer_id", "subscription_id", "plan_id", "plan_version", "currency",
+                                      "period_start", "period_end")},
+               "id": new_id("inv"), "type": "adjustment", "adjusts_invoice_id": invoice_id, "status": "issued",
+               "total_amount": total, "line_items": encode_json(lines).decode(), "calculation_id": None,
+               "usage_as_of": as_of, "payment_intent_id": None, "created_at": now, "paid_at": None, "archived_at": None,
+               "archive_reason": None, "period_slot": None, "charge_attempt": 0, "charge_lock": None}
+        with self.engine.begin() as conn:
+            conn.execute(insert(invoices).values(**row))
+            audit.append(conn, row["id"], "invoice.issued", actor, {"total_amount": total, "line_count": len(lines),
+                                                                     "calculation_id": None, "usage_as_of": format_ms(as_of)})
+            audit.append(conn, invoice_id, "invoice.adjusted", actor, {"adjustment_invoice_id": row["id"], "total_amount": total})
+        return invoice_out(row)

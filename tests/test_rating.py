@@ -1,0 +1,111 @@
+"""The vectorised rating core against the spec's examples and a Decimal oracle."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pyarrow as pa
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from oracle import price
+
+from abaxus.rating import ChargeTerms, Tier, rate
+
+D = Decimal
+
+
+def q(*values: object) -> pa.Array:
+    return pa.array([D(str(v)) for v in values], pa.decimal128(38, 10))
+
+
+GROWTH = (Tier(100000, D(0)), Tier(1000000, D("0.0001")), Tier(None, D("0.00005")))
+VOLUME = (Tier(1000, D("0.10")), Tier(10000, D("0.07"), D("20.00")), Tier(None, D("0.05")))
+
+
+def test_spec_examples_for_all_five_models():
+    assert rate(q(500000), ChargeTerms("per_unit", unit_price=D("0.0002")), 2).amount.to_pylist() == [10000]
+    tiered = rate(q(1200000), ChargeTerms("tiered", tiers=GROWTH), 2)
+    assert tiered.amount.to_pylist() == [10000]
+    assert [a[0].as_py() for a in tiered.tier_amount] == [0, 9000, 1000]
+    assert rate(q(1374923), ChargeTerms("tiered", tiers=GROWTH), 2).amount.to_pylist() == [10875]
+    assert rate(q(1205000), ChargeTerms("tiered", tiers=GROWTH), 2).amount.to_pylist() == [10025]
+    assert rate(q(1000, "1000.5"), ChargeTerms("volume", tiers=VOLUME), 2).amount.to_pylist() == [10000, 9004]
+    package = rate(q(1500, 2001), ChargeTerms("package", package_size=D(1000), package_price=D("8.00")), 2)
+    assert package.amount.to_pylist() == [1600, 2400] and package.packages.to_pylist() == [2, 3]
+    assert rate(q(1), ChargeTerms("flat_fee", amount=D("49.00")), 2).amount.to_pylist() == [4900]
+
+
+def test_rounding_is_once_per_tier_half_away_from_zero():
+    small = (Tier(10, D("0.0005")), Tier(None, D("0.00025")))
+    assert rate(q(30), ChargeTerms("tiered", tiers=small), 2).amount.to_pylist() == [2]  # not round(0.010) = 1
+    assert rate(q(12345), ChargeTerms("per_unit", unit_price=D("0.001")), 2).amount.to_pylist() == [1235]
+    assert rate(q(3), ChargeTerms("per_unit", unit_price=D("0.5")), 0).amount.to_pylist() == [2]  # jpy
+    assert rate(q("1.25"), ChargeTerms("per_unit", unit_price=D(1)), 3).amount.to_pylist() == [1250]  # kwd
+
+
+def test_negative_and_zero_quantities_cost_nothing():
+    for model, terms in [("per_unit", {"unit_price": D(1)}), ("tiered", {"tiers": GROWTH}),
+                         ("volume", {"tiers": VOLUME}), ("package", {"package_size": D(10), "package_price": D(1)})]:
+        assert rate(q(0, -5), ChargeTerms(model, **terms), 2).amount.to_pylist() == [0, 0]  # type: ignore[arg-type]
+
+
+prices = st.decimals(min_value=0, max_value=D("99999"), places=6, allow_nan=False, allow_infinity=False)
+quantities = st.one_of(st.decimals(min_value=-10, max_value=D("10") ** 9, places=4, allow_nan=False, allow_infinity=False),
+                       st.integers(min_value=0, max_value=10 ** 7).map(D))
+
+
+@st.composite
+def tier_sets(draw: st.DrawFn) -> tuple[Tier, ...]:
+    bounds = sorted(set(draw(st.lists(st.integers(min_value=1, max_value=10 ** 7), min_size=0, max_size=5))))
+    ups: list[int | None] = [*bounds, None]
+    return tuple(Tier(u, draw(prices), draw(st.one_of(st.just(D(0)), prices))) for u in ups)
+
+
+@settings(max_examples=300, deadline=None)
+@given(tiers=tier_sets(), qs=st.lists(quantities, min_size=1, max_size=20), exponent=st.sampled_from([0, 2, 3]),
+       model=st.sampled_from(["tiered", "volume"]))
+def test_tiered_and_volume_match_the_oracle(tiers, qs, exponent, model):
+    # Tier boundaries exactly at up_to are always included.
+    qs = qs + [D(t.up_to) for t in tiers if t.up_to is not None]
+    rated = rate(pa.array(qs, pa.decimal128(38, 10)), ChargeTerms(model, tiers=tiers), exponent)
+    oracle_terms = {"tiers": [(t.up_to, t.unit_price, t.flat_amount) for t in tiers]}
+    for i, quantity in enumerate(qs):
+        expected, tier_amounts = price(model, quantity, oracle_terms, exponent)
+        assert rated.amount[i].as_py() == expected
+        got_tiers = [a[i].as_py() for a in rated.tier_amount]
+        assert sum(got_tiers) == rated.amount[i].as_py()  # tier rows add up to the line
+        if model == "tiered":
+            assert got_tiers == tier_amounts
+            assert sum(t[i].as_py() for t in rated.tier_quantity) == max(quantity, 0)
+
+
+@settings(max_examples=300, deadline=None)
+@given(qs=st.lists(quantities, min_size=1, max_size=20), unit=prices, size=st.decimals(min_value=D("0.001"),
+       max_value=D(10000), places=3), exponent=st.sampled_from([0, 2, 3]))
+def test_per_unit_package_and_flat_fee_match_the_oracle(qs, unit, size, exponent):
+    arr = pa.array(qs, pa.decimal128(38, 10))
+    per_unit = rate(arr, ChargeTerms("per_unit", unit_price=unit), exponent).amount.to_pylist()
+    package = rate(arr, ChargeTerms("package", package_size=size, package_price=unit), exponent).amount.to_pylist()
+    flat = rate(arr, ChargeTerms("flat_fee", amount=unit), exponent).amount.to_pylist()
+    for i, quantity in enumerate(qs):
+        assert per_unit[i] == price("per_unit", quantity, {"unit_price": unit}, exponent)[0]
+        assert package[i] == price("package", quantity, {"package_size": size, "package_price": unit}, exponent)[0]
+        assert flat[i] == price("flat_fee", quantity, {"amount": unit}, exponent)[0]
+
+
+def test_huge_and_tiny_values_stay_exact():
+    big = D("999999999999999999.9999999999")
+    assert rate(q(big), ChargeTerms("per_unit", unit_price=D("0.000001")), 3).amount.to_pylist() == [
+        price("per_unit", big, {"unit_price": D("0.000001")}, 3)[0]] == [1000000000000000]
+    assert rate(q("0.0000000001"), ChargeTerms("per_unit", unit_price=D("0.000000000001")), 2).amount.to_pylist() == [0]
+    assert rate(q("12345678.9"), ChargeTerms("per_unit", unit_price=D("0.000000000001")), 3).amount.to_pylist() == [0]
+    assert rate(q("1000000000"), ChargeTerms("per_unit", unit_price=D("0.000005")), 2).amount.to_pylist() == [500000]
+
+
+def test_an_amount_beyond_int64_is_refused_not_wrapped():
+    import pytest
+
+    from abaxus.rating import AmountOverflow
+
+    with pytest.raises(AmountOverflow):
+        rate(q("922355427030.5916"), ChargeTerms("per_unit", unit_price=D("9999.802426")), 3)
