@@ -1,0 +1,152 @@
+"""Ingest throughput, end to end, against the raw insert ceiling (issue 4).
+
+Starts a real embedded ``abaxus serve`` process, drives it with N concurrent clients sending
+1,000-event batches, and measures events/s from the first request until every event is
+queryable in ClickHouse, plus p50/p99 batch latency. Then, in the same run, inserts the same
+rows straight into a fresh chDB with ``insert_arrow`` (100k-row batches) as the ceiling.
+
+    python benchmarks/ingest.py --events 300000 --clients 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from datetime import datetime, timezone
+from decimal import Decimal
+from pathlib import Path
+
+import httpx
+import msgspec
+import pyarrow as pa
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from server_process import ServerProcess  # noqa: E402
+
+KEY = "sk_test_" + "B" * 40
+
+
+def make_bodies(total: int, batch: int, customers: int) -> list[bytes]:
+    bodies = []
+    for start in range(0, total, batch):
+        events = [{"customer_id": f"cust_{(start + i) % customers:04d}", "metric_key": "api_calls",
+                   "value": (start + i) % 10 + 1, "timestamp": "2026-04-15T12:00:00Z",
+                   "idempotency_key": f"bench-{start + i}", "properties": {"region": "eu"}}
+                  for i in range(min(batch, total - start))]
+        bodies.append(msgspec.json.encode({"events": events}))
+    return bodies
+
+
+def drive(server: ServerProcess, bodies: list[bytes], clients: int) -> tuple[float, list[float], int]:
+    latencies: list[float] = []
+    accepted = 0
+    lock = threading.Lock()
+    it = iter(bodies)
+
+    def worker() -> None:
+        nonlocal accepted
+        with httpx.Client(base_url=server.url, timeout=60, headers={"Authorization": f"Bearer {KEY}",
+                                                                    "Content-Type": "application/json"}) as c:
+            while True:
+                with lock:
+                    body = next(it, None)
+                if body is None:
+                    return
+                t0 = time.perf_counter()
+                r = c.post("/v1/events/batch", content=body)
+                dt = time.perf_counter() - t0
+                with lock:
+                    latencies.append(dt)
+                    if r.status_code == 202:
+                        accepted += r.json()["accepted"]
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=worker) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return started, latencies, accepted
+
+
+def stored_count(server: ServerProcess, customers: int) -> int:
+    with httpx.Client(base_url=server.url, timeout=60, headers={"Authorization": f"Bearer {KEY}"}) as c:
+        for line in c.get("/metrics").text.splitlines():
+            if line.startswith("abaxus_events_ingested_total "):
+                return int(float(line.split()[1]))
+        return 0
+
+
+def raw_insert_rate(total: int, customers: int) -> float:
+    import clickhouse_connect
+
+    from abaxus.settings import Settings
+    from abaxus.store.usage import EVENT_SCHEMA, migrate_usage
+
+    with tempfile.TemporaryDirectory() as d:
+        settings = Settings(data_dir=Path(d))
+        migrate_usage(settings)
+        client = clickhouse_connect.get_client(dsn=f"chdb:///{(Path(d) / 'chdb').resolve()}")
+        now = datetime.now(timezone.utc)
+        ts = pa.timestamp("ms", tz="UTC")
+        n = total
+        table = pa.table({
+            "event_id": [f"evt_{i}" for i in range(n)], "idempotency_key": [f"bench-{i}" for i in range(n)],
+            "customer_id": [f"cust_{i % customers:04d}" for i in range(n)], "metric_key": ["api_calls"] * n,
+            "value": pa.array([Decimal(i % 10 + 1) for i in range(n)], pa.decimal128(38, 10)),
+            "timestamp": pa.repeat(pa.scalar(datetime(2026, 4, 15, 12, tzinfo=timezone.utc), ts), n),
+            "properties": pa.array([[("region", "eu")]] * n, pa.map_(pa.string(), pa.string())),
+            "ingested_at": pa.repeat(pa.scalar(now, ts), n), "voided": pa.repeat(pa.scalar(False), n),
+            "voided_at": pa.repeat(pa.scalar(datetime(1970, 1, 1, tzinfo=timezone.utc), ts), n),
+            "void_reason": pa.repeat(pa.scalar(""), n)}, schema=EVENT_SCHEMA)
+        t0 = time.perf_counter()
+        for off in range(0, n, 100_000):
+            client.insert_arrow("abaxus.events", table.slice(off, 100_000))
+        rate = n / (time.perf_counter() - t0)
+        client.close()
+        return rate
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--events", type=int, default=300_000)
+    ap.add_argument("--clients", type=int, default=4)
+    ap.add_argument("--customers", type=int, default=100)
+    args = ap.parse_args()
+    bodies = make_bodies(args.events, 1000, args.customers)
+    with tempfile.TemporaryDirectory() as tmp:
+        server = ServerProcess(Path(tmp) / "data", KEY)
+        server.start()
+        try:
+            with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {KEY}"}) as c:
+                c.post("/v1/metrics", json={"key": "api_calls", "name": "API Calls", "aggregation": "sum"})
+                for i in range(args.customers):
+                    c.post("/v1/customers", json={"id": f"cust_{i:04d}", "name": f"C{i}"})
+            time.sleep(0.5)
+            started, latencies, accepted = drive(server, bodies, args.clients)
+            http_done = time.perf_counter()
+            while stored_count(server, args.customers) < accepted:
+                time.sleep(0.02)
+            stored_done = time.perf_counter()
+        finally:
+            server.stop()
+    ceiling = raw_insert_rate(args.events, args.customers)
+    http_rate = accepted / (http_done - started)
+    e2e = accepted / (stored_done - started)
+    q = statistics.quantiles(latencies, n=100)
+    p50, p99 = q[49] * 1000, q[98] * 1000
+    print(f"clients                         {args.clients:>12} concurrent, 1,000-event batches (httpx threads)")
+    print(f"events accepted                 {accepted:>12,}")
+    print(f"HTTP accept rate (202s)         {http_rate:>12,.0f} events/s")
+    print(f"end to end (accepted → stored)  {e2e:>12,.0f} events/s   target ≥ 300,000")
+    print(f"raw insert_arrow ceiling        {ceiling:>12,.0f} events/s")
+    print(f"ratio end to end / ceiling      {e2e / ceiling:>12.3f}        target ≥ 0.15")
+    print(f"batch latency p50 / p99         {p50:>8.1f} ms / {p99:.1f} ms   target p99 < 50 ms")
+
+
+if __name__ == "__main__":
+    main()
