@@ -21,7 +21,7 @@ from abaxus.api.errors import EXCEPTION_HANDLERS
 from abaxus.api.idempotency import IdempotencyMiddleware
 from abaxus.api.observability import LatencyMiddleware
 from abaxus.api.routes import (
-    api_keys, customers, events, health, invoices, metrics, payments, price_plans, subscriptions, usage,
+    api_keys, customers, entitlements, events, health, invoices, metrics, payments, price_plans, subscriptions, usage,
 )
 from abaxus.api.state import Services, services_from_state
 from abaxus.billing.api_keys import any_keys, create_key
@@ -38,7 +38,8 @@ __all__ = ["create_app", "open_metadata", "open_services"]
 
 log = get_logger("abaxus.app")
 
-ROUTE_MODULES = [health, api_keys, metrics, price_plans, customers, subscriptions, events, usage, invoices, payments]
+ROUTE_MODULES = [health, api_keys, metrics, price_plans, customers, subscriptions, entitlements, events, usage, invoices,
+                 payments]
 
 
 def open_metadata(settings: Settings) -> Engine:
