@@ -1,10 +1,11 @@
 """Entitlements (§15): what a customer may use now, resolved over its live subscriptions.
 
-A feature is resolved across every subscription that has started and not ended: booleans
+A feature is resolved across every subscription that has started and is not paused,
+cancelled or ended (amendments count from their ``effective_at``): booleans
 grant if any plan grants, custom values come from the most recently started subscription,
 and limits add up, measured against the usage summary since the current period of the
 oldest contributing subscription began. Subscriptions stay pinned to their plan versions,
-so a new plan version never changes what an existing customer is entitled to.
+so a new plan version changes nothing for an existing customer until a plan_change moves it.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from sqlalchemy import Engine, select
 from abaxus.billing.customers import load_customer
 from abaxus.billing.plans import Entitlement, load_version
 from abaxus.billing.subscriptions import period_containing
+from abaxus.billing.timeline import Timeline, load_amendments
 from abaxus.money import format_quantity
 from abaxus.store.tables import subscriptions
 from abaxus.timefmt import format_ms
@@ -49,11 +51,13 @@ def live_sources(engine: Engine, customer_id: str, now: int) -> dict[str, list[F
             .where(subscriptions.c.start_date <= now)
             .order_by(subscriptions.c.start_date, subscriptions.c.created_at, subscriptions.c.id)
         ).mappings().all()
+        changes = load_amendments(conn, [r["id"] for r in rows])
         by_feature: dict[str, list[FeatureSource]] = {}
         for row in rows:
-            if row["end_date"] is not None and row["end_date"] <= now:
+            timeline = Timeline(dict(row), changes[row["id"]]).upto(now)
+            if timeline.status_at(now) != "active":  # paused, cancelled or ended: no entitlements
                 continue
-            pv = load_version(conn, row["plan_id"], row["plan_version"])
+            pv = load_version(conn, *timeline.version_at(now))
             period_start, period_end = period_containing(row["start_date"], pv.months, now)
             for e in pv.entitlements:
                 by_feature.setdefault(e.feature_key, []).append(FeatureSource(

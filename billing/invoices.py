@@ -17,8 +17,10 @@ from sqlalchemy.exc import IntegrityError
 from abaxus.billing import audit
 from abaxus.billing.customers import load_customer
 from abaxus.billing.plans import load_version
-from abaxus.billing.pricing import Priced, Window, choose_subscription, load_specs, price_windows
+from abaxus.billing.pricing import Priced, Window, billable_windows, choose_subscription, load_specs, price_windows
+from abaxus.billing.proration import credit_lines, mark_credited
 from abaxus.billing.subscriptions import load_subscription
+from abaxus.billing.timeline import load_timeline
 from abaxus.errors import Conflict, InvalidInput, NotFound
 from abaxus.ids import new_id
 from abaxus.money import format_quantity, parse_decimal
@@ -57,10 +59,14 @@ class Invoicing:
     def _price(self, customer_id: str, cutoff_ms: int, subscription_id: str | None) -> tuple[Priced, int]:
         with self.engine.connect() as conn:
             load_customer(conn, customer_id, "customer_id")
-            window = choose_subscription(conn, customer_id, cutoff_ms, subscription_id)
-            specs = load_specs(conn, [window])
+            windows = choose_subscription(conn, customer_id, cutoff_ms, subscription_id)
+            specs = load_specs(conn, windows)
+            last = windows[-1]
+            credits = credit_lines(conn, load_timeline(conn, last.subscription), last.period_end, last.plan.currency)
         as_of = self.as_of()
-        return price_windows(self.usage, [window], specs, as_of)[0], as_of
+        priced = price_windows(self.usage, windows, specs, as_of)[0]
+        priced.lines.extend(credits)
+        return priced, as_of
 
     def calculate(self, customer_id: str, cutoff_ms: int, subscription_id: str | None) -> dict[str, Any]:
         priced, as_of = self._price(customer_id, cutoff_ms, subscription_id)
@@ -114,7 +120,8 @@ class Invoicing:
                 raise NotFound("CALCULATION_NOT_FOUND", f"No calculation '{calculation_id}'.", "calculation_id")
             if row["expires_at"] <= now_ms():
                 raise InvalidInput("CALCULATION_EXPIRED", "The calculation is over 24 h old; calculate again.", "calculation_id")
-            window = choose_subscription(conn, customer_id, cutoff_ms, subscription_id) if row["customer_id"] == customer_id else None
+            windows = choose_subscription(conn, customer_id, cutoff_ms, subscription_id) if row["customer_id"] == customer_id else []
+            window = windows[-1] if windows else None
             if (window is None or row["subscription_id"] != window.subscription["id"]
                     or row["cutoff"] != cutoff_ms // 1000 * 1000):
                 raise InvalidInput("CALCULATION_MISMATCH", "The calculation was for another customer, subscription or cutoff.",
@@ -148,6 +155,7 @@ class Invoicing:
             with self.engine.begin() as conn:
                 conn.execute(insert(invoices), rows)
                 for p, row in zip(priced, rows):
+                    mark_credited(conn, row["id"], p.lines)
                     audit.append(conn, row["id"], "invoice.issued", actor, {
                         "total_amount": p.total, "line_count": len(p.lines), "calculation_id": None,
                         "usage_as_of": format_ms(as_of)})
@@ -167,6 +175,7 @@ class Invoicing:
         try:
             with self.engine.begin() as conn:
                 conn.execute(insert(invoices).values(**row))
+                mark_credited(conn, row["id"], priced.lines)
                 audit.append(conn, row["id"], "invoice.issued", actor, {
                     "total_amount": priced.total, "line_count": len(priced.lines), "calculation_id": calculation_id,
                     "usage_as_of": format_ms(as_of)})
@@ -201,19 +210,27 @@ class Invoicing:
         with self.engine.connect() as conn:
             inv = self.load(conn, invoice_id)
             original = self.load(conn, inv["adjusts_invoice_id"]) if inv["adjusts_invoice_id"] else inv
-        line = next((li for li in _decode_lines.decode(inv["line_items"]) if li["charge_id"] == charge_id), None)
-        if line is None:
-            raise NotFound("LINE_ITEM_NOT_FOUND", f"Invoice '{invoice_id}' has no line '{charge_id}'.")
-        if not line.get("metric_key"):
-            return {"data": [], "next_cursor": None, "event_count": 0, "events_checksum": None}
+            line = next((li for li in _decode_lines.decode(inv["line_items"]) if li["charge_id"] == charge_id), None)
+            if line is None:
+                raise NotFound("LINE_ITEM_NOT_FOUND", f"Invoice '{invoice_id}' has no line '{charge_id}'.")
+            if not line.get("metric_key"):
+                return {"rows": [], "limit": limit, "event_count": line["event_count"],
+                        "events_checksum": line["events_checksum"]}
+            window = next(w for w in self._windows_of(conn, original)
+                          if any(w.charge_prefix + c.id == charge_id for c in w.plan.charges))
         as_of = inv["usage_as_of"]
-        filters = {"customer_id": inv["customer_id"], "metric_key": line["metric_key"],
-                   "from": original["period_start"], "to": original["period_end"] + 1000,
+        filters = {"customer_id": inv["customer_id"], "metric_key": line["metric_key"], "from": window.start,
+                   "to": window.end, "gaps": window.gaps,
                    "raw_where": ["ingested_at <= fromUnixTimestamp64Milli(%(asof)s, 'UTC')",
                                  "(NOT voided OR voided_at > fromUnixTimestamp64Milli(%(asof)s, 'UTC'))"],
                    "raw_params": {"asof": as_of}}
         rows = self.usage.list_events(filters, limit + 1, after, ascending=True)
         return {"rows": rows, "limit": limit, "event_count": line["event_count"], "events_checksum": line["events_checksum"]}
+
+    @staticmethod
+    def _windows_of(conn: Any, inv: dict[str, Any]) -> list[Window]:
+        """The windows a standard invoice priced: its subscription's, at its cutoff."""
+        return billable_windows(conn, load_subscription(conn, inv["subscription_id"]), inv["period_end"])
 
     # ---- changes -----------------------------------------------------------------------
     def archive(self, invoice_id: str, reason: str, actor: str) -> dict[str, Any]:
@@ -246,17 +263,12 @@ class Invoicing:
                 raise Conflict("INVOICE_IS_ADJUSTMENT", "Adjust the original invoice, not an adjustment.")
             if inv["status"] == "archived":
                 raise Conflict("INVOICE_ARCHIVED", "The invoice is archived; archived invoices are final.")
-            sub = load_subscription(conn, inv["subscription_id"])
-            pv = load_version(conn, inv["plan_id"], inv["plan_version"])
-            end = inv["period_end"] + 1000
-            if sub["end_date"] is not None:
-                end = min(end, sub["end_date"])
-            window = Window(sub, pv, inv["period_start"], inv["period_end"], max(inv["period_start"], sub["start_date"]), end)
-            specs = load_specs(conn, [window])
+            windows = self._windows_of(conn, inv)
+            specs = load_specs(conn, windows)
             earlier = [dict(r) for r in conn.execute(select(invoices).where(invoices.c.adjusts_invoice_id == invoice_id)
                                                      .order_by(invoices.c.created_at)).mappings()]
         as_of = self.as_of()
-        priced = price_windows(self.usage, [window], specs, as_of)[0]
+        priced = price_windows(self.usage, windows, specs, as_of)[0]
         invoiced: dict[str, int] = {}
         last_quantity: dict[str, Any] = {}
         for doc in [inv, *earlier]:

@@ -13,7 +13,9 @@ import msgspec
 from sqlalchemy import Engine, insert, select, update
 
 from abaxus.billing.invoices import Invoicing
-from abaxus.billing.pricing import billable_window, load_specs, price_windows
+from abaxus.billing.pricing import Window, billable_windows, load_specs, price_windows
+from abaxus.billing.proration import credit_lines
+from abaxus.billing.timeline import Timeline, load_amendments
 from abaxus.errors import AbaxusError, NotFound
 from abaxus.ids import new_id
 from abaxus.logging import get_logger
@@ -68,26 +70,35 @@ class BulkInvoicing:
         try:
             with self.engine.connect() as conn:
                 subs = [dict(r) for r in conn.execute(select(subscriptions).order_by(subscriptions.c.id)).mappings()]
-                windows = []
+                timelines = load_amendments(conn, None)
+                groups: list[list[Window]] = []
                 for sub in subs:
                     try:
-                        w = billable_window(conn, sub, cutoff_ms)
+                        ws = billable_windows(conn, sub, cutoff_ms, Timeline(sub, timelines.get(sub["id"], [])))
                     except AbaxusError as exc:
                         errors.append({"customer_id": sub["customer_id"], "subscription_id": sub["id"], "error": exc.code})
                         continue
-                    if w is not None:
-                        windows.append(w)
+                    if ws:
+                        groups.append(ws)
                 live = {r[0] for r in conn.execute(select(invoices.c.period_slot).where(invoices.c.period_slot.is_not(None)))}
-                specs = load_specs(conn, windows)
+                specs = load_specs(conn, [w for ws in groups for w in ws])
             todo = []
-            for w in windows:
-                if f"{w.subscription['id']}:{w.period_start}" in live:
+            for ws in groups:
+                if f"{ws[0].subscription['id']}:{ws[0].period_start}" in live:
                     counts["invoices_existing"] += 1
                 else:
-                    todo.append(w)
+                    todo.append(ws)
             for start in range(0, len(todo), CHUNK):
+                chunk = todo[start:start + CHUNK]
+                with self.engine.connect() as conn:
+                    credits = {ws[-1].subscription["id"]: credit_lines(conn, Timeline(ws[-1].subscription,
+                                                                                    timelines.get(ws[-1].subscription["id"], [])),
+                                                                       ws[-1].period_end, ws[-1].plan.currency)
+                               for ws in chunk if ws[-1].subscription["id"] in timelines}
                 as_of = self.invoicing.as_of()
-                priced = price_windows(self.invoicing.usage, todo[start:start + CHUNK], specs, as_of)
+                priced = price_windows(self.invoicing.usage, [w for ws in chunk for w in ws], specs, as_of)
+                for p in priced:
+                    p.lines.extend(credits.get(p.window.subscription["id"], []))
                 billable = [p for p in priced if p.total != 0]
                 counts["invoices_skipped"] += len(priced) - len(billable)
                 created = self.invoicing.issue_many(billable, as_of, actor)

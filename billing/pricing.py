@@ -18,18 +18,24 @@ from sqlalchemy import Connection, select
 
 from abaxus.billing.plans import Charge, PlanVersion, load_version
 from abaxus.billing.subscriptions import period_containing
+from abaxus.billing.timeline import Timeline, load_amendments, load_timeline, subtract
 from abaxus.errors import InvalidInput, NotFound
 from abaxus.money import exponent, format_price, format_quantity
 from abaxus.rating import AmountOverflow, ChargeTerms, Tier, rate
 from abaxus.store.tables import metrics, subscriptions
 from abaxus.store.usage import Aggregate, MetricSpec, UsageStore
 
-__all__ = ["Priced", "Window", "billable_window", "choose_subscription", "load_specs", "price_windows", "terms_of"]
+__all__ = ["Priced", "Window", "billable_windows", "choose_subscription", "load_specs", "price_windows", "terms_of"]
 
 
 @dataclass(frozen=True)
 class Window:
-    """One subscription's billable window at a cutoff: [start, end) plus its period."""
+    """One plan version's share of a subscription's billable window at a cutoff.
+
+    Usage counts events in [start, end) outside ``gaps`` (pauses, and the stretches another
+    version priced after a plan change). Lines of an earlier version carry ``charge_prefix``
+    (``<plan_id>:v<version>:``) so charge ids stay unique on the invoice.
+    """
 
     subscription: dict[str, Any]
     plan: PlanVersion
@@ -37,10 +43,14 @@ class Window:
     period_end: int  # the cutoff, to the second (inclusive to its end)
     start: int
     end: int  # exclusive
+    gaps: tuple[tuple[int, int], ...] = ()
+    charge_prefix: str = ""
 
 
 @dataclass
 class Priced:
+    """A subscription's priced lines; ``window`` is its last (current-version) window."""
+
     window: Window
     lines: list[dict[str, Any]] = field(default_factory=list)
 
@@ -49,23 +59,44 @@ class Priced:
         return sum(int(line["amount"]) for line in self.lines)
 
 
-def billable_window(conn: Connection, sub: dict[str, Any], cutoff_ms: int) -> Window | None:
-    """The subscription's window in the period holding the cutoff, or None if empty."""
+def billable_windows(conn: Connection, sub: dict[str, Any], cutoff_ms: int, timeline: Timeline | None = None) -> list[Window]:
+    """The subscription's windows in the period holding the cutoff, one per plan version present.
+
+    Empty when nothing of the period is billable (not started, paused throughout, cancelled
+    or ended before it). Pauses cut their interval out; a plan change splits the period.
+    """
     if cutoff_ms < sub["start_date"]:
-        return None
-    pv = load_version(conn, sub["plan_id"], sub["plan_version"])
-    period_start, _ = period_containing(sub["start_date"], pv.months, cutoff_ms)
+        return []
+    timeline = timeline or load_timeline(conn, sub)
+    base = load_version(conn, sub["plan_id"], sub["plan_version"])
+    period_start, _ = period_containing(sub["start_date"], base.months, cutoff_ms)
     cutoff_second = cutoff_ms // 1000 * 1000
-    end = cutoff_second + 1000
-    if sub["end_date"] is not None:
-        end = min(end, sub["end_date"])
-    start = max(period_start, sub["start_date"])
-    if end <= start:
-        return None
-    return Window(sub, pv, period_start, cutoff_second, start, end)
+    lo, hi = max(period_start, sub["start_date"]), min(cutoff_second + 1000, timeline.stop())
+    if hi <= lo:
+        return []
+    pauses = timeline.pauses()
+    changes = timeline.versions()
+    # Each version owns [its change, the next change) of the window, less the pauses.
+    owned: dict[tuple[str, int], list[tuple[int, int]]] = {}
+    for i, (since, plan_id, version) in enumerate(changes):
+        until = changes[i + 1][0] if i + 1 < len(changes) else hi
+        a, b = max(since, lo), min(until, hi)
+        pieces = subtract(a, b, pauses) if b > a else []
+        if pieces:
+            owned.setdefault((plan_id, version), []).extend(pieces)
+    windows = []
+    last = max(owned.items(), key=lambda kv: kv[1][-1][1])[0] if owned else None
+    for (plan_id, version), pieces in sorted(owned.items(), key=lambda kv: kv[1][0][0]):
+        pv = base if (plan_id, version) == (base.plan_id, base.version) else load_version(conn, plan_id, version)
+        start, end = pieces[0][0], pieces[-1][1]
+        gaps = tuple((pieces[k][1], pieces[k + 1][0]) for k in range(len(pieces) - 1))
+        prefix = "" if (plan_id, version) == last else f"{plan_id}:v{version}:"
+        windows.append(Window(sub, pv, period_start, cutoff_second, start, end, gaps, prefix))
+    return windows
 
 
-def choose_subscription(conn: Connection, customer_id: str, cutoff_ms: int, subscription_id: str | None) -> Window:
+def choose_subscription(conn: Connection, customer_id: str, cutoff_ms: int, subscription_id: str | None) -> list[Window]:
+    """The windows of the one subscription billable at the cutoff (§12 rule 1)."""
     rows = [dict(r) for r in conn.execute(select(subscriptions).where(subscriptions.c.customer_id == customer_id)
                                           .order_by(subscriptions.c.created_at)).mappings()]
     if subscription_id is not None:
@@ -73,12 +104,13 @@ def choose_subscription(conn: Connection, customer_id: str, cutoff_ms: int, subs
         if not rows:
             raise NotFound("SUBSCRIPTION_NOT_FOUND", f"Customer '{customer_id}' has no subscription '{subscription_id}'.",
                            "subscription_id")
-    windows = [w for w in (billable_window(conn, r, cutoff_ms) for r in rows) if w is not None]
-    if not windows:
+    timelines = load_amendments(conn, [r["id"] for r in rows])
+    billable = [ws for ws in (billable_windows(conn, r, cutoff_ms, Timeline(r, timelines[r["id"]])) for r in rows) if ws]
+    if not billable:
         raise InvalidInput("NO_ACTIVE_SUBSCRIPTION", "No subscription of this customer is billable at the cutoff.", "cutoff_date")
-    if len(windows) > 1:
+    if len(billable) > 1:
         raise InvalidInput("SUBSCRIPTION_ID_REQUIRED", "The customer has several billable subscriptions; name one.", "subscription_id")
-    return windows[0]
+    return billable[0]
 
 
 def terms_of(charge: Charge) -> ChargeTerms:
@@ -99,12 +131,13 @@ def load_specs(conn: Connection, windows: list[Window]) -> list[MetricSpec]:
 def usage_for(usage: UsageStore, windows: list[Window], specs: list[MetricSpec],
               as_of_ms: int | None) -> dict[tuple[str, str, int], Aggregate]:
     """Aggregates keyed by (subscription id, metric key, window start): one query per distinct window."""
-    groups: dict[tuple[int, int], list[Window]] = defaultdict(list)
+    groups: dict[tuple[int, int, tuple[tuple[int, int], ...]], list[Window]] = defaultdict(list)
     for w in windows:
-        groups[(w.start, w.end)].append(w)
+        groups[(w.start, w.end, w.gaps)].append(w)
     out: dict[tuple[str, str, int], Aggregate] = {}
-    for (start, end), group in groups.items():
-        found = usage.aggregate_many(sorted({w.subscription["customer_id"] for w in group}), specs, start, end, as_of_ms)
+    for (start, end, gaps), group in groups.items():
+        found = usage.aggregate_many(sorted({w.subscription["customer_id"] for w in group}), specs, start, end, as_of_ms,
+                                     gaps=gaps)
         for w in group:
             for spec in specs:
                 out[(w.subscription["id"], spec.key, w.start)] = found[(w.subscription["customer_id"], spec.key)]
@@ -112,11 +145,11 @@ def usage_for(usage: UsageStore, windows: list[Window], specs: list[MetricSpec],
 
 
 def _line(charge: Charge, currency: str, quantity: Decimal, amount: int, rated: Any, i: int,
-          agg: Aggregate | None) -> dict[str, Any]:
+          agg: Aggregate | None, prefix: str) -> dict[str, Any]:
     unit_price = charge.unit_price if charge.pricing_model == "per_unit" else (
         charge.package_price if charge.pricing_model == "package" else charge.amount)
     line: dict[str, Any] = {
-        "charge_id": charge.id, "description": charge.description, "pricing_model": charge.pricing_model,
+        "charge_id": prefix + charge.id, "description": charge.description, "pricing_model": charge.pricing_model,
         "metric_key": charge.metric_key, "quantity": format_quantity(quantity),
         "unit_price": format_price(unit_price, currency) if unit_price is not None else None, "amount": amount,
     }
@@ -143,7 +176,10 @@ def _line(charge: Charge, currency: str, quantity: Decimal, amount: int, rated: 
 
 def price_windows(usage: UsageStore, windows: list[Window], specs: list[MetricSpec], as_of_ms: int | None,
                   quantities: dict[tuple[str, str, int], Decimal] | None = None) -> list[Priced]:
-    """Price every window; each charge is rated in one vectorised call across windows."""
+    """Price every window; each charge is rated in one vectorised call across windows.
+
+    A subscription's windows (from ``billable_windows``) must be adjacent in ``windows``.
+    """
     aggregates = usage_for(usage, windows, specs, as_of_ms) if quantities is None else {}
     # Group (window, charge) rows by identical terms so each group is one rating call.
     by_terms: dict[tuple[str, int, str, str], list[tuple[int, Window, Charge]]] = defaultdict(list)
@@ -169,8 +205,17 @@ def price_windows(usage: UsageStore, windows: list[Window], specs: list[MetricSp
         amounts = rated.amount.to_pylist()
         for i, (wi, w, c) in enumerate(rows):
             agg = aggregates.get((w.subscription["id"], c.metric_key, w.start)) if c.metric_key and quantities is None else None
-            line = _line(c, currency, qs[i], amounts[i], rated, i, agg)
+            line = _line(c, currency, qs[i], amounts[i], rated, i, agg, w.charge_prefix)
             if quantities is not None:  # a preview: no events behind any line
                 line["event_count"], line["events_checksum"] = None, None
             lines[(wi, c.id)] = line
-    return [Priced(w, [lines[(wi, c.id)] for c in w.plan.charges]) for wi, w in enumerate(windows)]
+    # A subscription's windows (one per plan version) make one Priced, earlier versions first.
+    out: list[Priced] = []
+    for wi, w in enumerate(windows):
+        window_lines = [lines[(wi, c.id)] for c in w.plan.charges]
+        if out and out[-1].window.subscription["id"] == w.subscription["id"]:
+            out[-1].window = w
+            out[-1].lines.extend(window_lines)
+        else:
+            out.append(Priced(w, window_lines))
+    return out

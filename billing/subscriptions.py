@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, Engine, insert, or_, select
+from sqlalchemy import Connection, Engine, insert, select
 
 from abaxus.billing.customers import load_customer
 from abaxus.billing.plans import active_version, load_version, version_status
+from abaxus.billing.timeline import Timeline, load_amendments
 from abaxus.errors import InvalidInput, NotFound
 from abaxus.ids import new_id
 from abaxus.schemas.catalog import SubscriptionCreate, SubscriptionOut
@@ -20,17 +21,15 @@ __all__ = ["create_subscription", "get_subscription", "list_subscriptions", "loa
 _STATUSES = ("active", "paused", "cancelled", "ended")
 
 
-def status_of(row: Any, now: int) -> str:
-    if row["end_date"] is not None and row["end_date"] <= now:
-        return "ended"
-    return "active"
-
-
-def subscription_out(row: Any, now: int | None = None) -> SubscriptionOut:
+def subscription_out(row: Any, now: int | None = None, changes: list[dict[str, Any]] | None = None) -> SubscriptionOut:
+    """The subscription as its amendments effective by ``now`` left it: version, status, end."""
+    now = now if now is not None else now_ms()
+    timeline = Timeline(dict(row), changes or []).upto(now)
+    plan_id, plan_version = timeline.version_at(now)
     return SubscriptionOut(
-        id=row["id"], customer_id=row["customer_id"], plan_id=row["plan_id"], plan_version=row["plan_version"],
-        status=status_of(row, now if now is not None else now_ms()), start_date=format_ms(row["start_date"]) or "",
-        end_date=format_ms(row["end_date"]), created_at=format_ms(row["created_at"]) or "",
+        id=row["id"], customer_id=row["customer_id"], plan_id=plan_id, plan_version=plan_version,
+        status=timeline.status_at(now), start_date=format_ms(row["start_date"]) or "",
+        end_date=format_ms(timeline.end_date()), created_at=format_ms(row["created_at"]) or "",
     )
 
 
@@ -80,7 +79,8 @@ def load_subscription(conn: Connection, subscription_id: str, field: str | None 
 
 def get_subscription(engine: Engine, subscription_id: str) -> SubscriptionOut:
     with engine.connect() as conn:
-        return subscription_out(load_subscription(conn, subscription_id))
+        sub = load_subscription(conn, subscription_id)
+        return subscription_out(sub, None, load_amendments(conn, [subscription_id])[subscription_id])
 
 
 def list_subscriptions(engine: Engine, customer_id: str | None, status: str | None, limit: int,
@@ -89,16 +89,16 @@ def list_subscriptions(engine: Engine, customer_id: str | None, status: str | No
     now = now_ms()
     if customer_id is not None:
         query = query.where(subscriptions.c.customer_id == customer_id)
-    if status is not None:
-        if status not in _STATUSES:
-            raise InvalidInput("INVALID_FIELD", "status must be active, paused, cancelled or ended.", "status")
-        if status == "ended":
-            query = query.where(subscriptions.c.end_date <= now)
-        elif status == "active":
-            query = query.where(or_(subscriptions.c.end_date.is_(None), subscriptions.c.end_date > now))
-        else:
-            query = query.where(subscriptions.c.id.is_(None))
+    if status is not None and status not in _STATUSES:
+        raise InvalidInput("INVALID_FIELD", "status must be active, paused, cancelled or ended.", "status")
     with engine.connect() as conn:
+        if status is not None:
+            # Status follows from amendments at this instant, so it is resolved here, then paged by id.
+            rows = [dict(r) for r in conn.execute(query).mappings()]
+            changes = load_amendments(conn, None)
+            matching = [r["id"] for r in rows if Timeline(r, changes.get(r["id"], [])).status_at(now) == status]
+            query = select(subscriptions).where(subscriptions.c.id.in_(matching))
         page = fetch_page(conn, query, [subscriptions.c.created_at, subscriptions.c.id],
                           kind="subscriptions", limit=limit, cursor=cursor)
-    return [subscription_out(r, now) for r in page.rows], page.next_cursor
+        changes = load_amendments(conn, [r["id"] for r in page.rows])
+    return [subscription_out(r, now, changes[r["id"]]) for r in page.rows], page.next_cursor

@@ -9,6 +9,8 @@ import msgspec
 from msgspec import UNSET, Struct, UnsetType
 
 __all__ = [
+    "AmendmentCreate",
+    "AmendmentOut",
     "ApiKeyCreate",
     "ApiKeyOut",
     "ChargeIn",
@@ -203,6 +205,32 @@ class SubscriptionCreate(Request, kw_only=True):
     plan_version: int | None = None
     start_date: str
     end_date: str | None = None
+
+
+class AmendmentCreate(Request, kw_only=True):
+    type: Literal["plan_change", "pause", "resume", "cancel", "end_date_change"]
+    effective: str = "immediate"
+    plan_id: str | UnsetType = UNSET
+    plan_version: int | UnsetType = UNSET
+    prorate: bool | UnsetType = UNSET
+    resume_date: str | None | UnsetType = UNSET
+    end_date: str | None | UnsetType = UNSET
+
+
+class AmendmentOut(Struct, kw_only=True):
+    id: str
+    subscription_id: str
+    type: str
+    effective: str
+    effective_at: str
+    plan_id: str | None
+    plan_version: int | None
+    prorate: bool
+    resume_date: str | None
+    end_date: str | None
+    status: str
+    created_at: str
+    applied_at: str | None
 
 
 class SubscriptionOut(Struct, kw_only=True):

@@ -110,6 +110,8 @@ amendments = Table(
     Column("resume_date", BigInteger),
     Column("end_date", BigInteger),
     Column("created_at", BigInteger, nullable=False),
+    # The invoice that carries this plan change's proration credits (NULL until one does).
+    Column("credited_invoice_id", String(40)),
 )
 
 idempotency_records = Table(

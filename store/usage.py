@@ -119,6 +119,17 @@ class Aggregate:
     events_checksum: str
 
 
+def window_filter(gaps: Sequence[tuple[int, int]] = ()) -> str:
+    """SQL for ``timestamp`` in [%(s)s, %(e)s) outside each [a, b) gap (pauses, other versions)."""
+    clauses = ["timestamp >= fromUnixTimestamp64Milli(%(s)s, 'UTC')", "timestamp < fromUnixTimestamp64Milli(%(e)s, 'UTC')"]
+    return " AND ".join(clauses + [_outside(a, b) for a, b in gaps])
+
+
+def _outside(a: int, b: int) -> str:
+    return (f"NOT (timestamp >= fromUnixTimestamp64Milli({int(a)}, 'UTC') "
+            f"AND timestamp < fromUnixTimestamp64Milli({int(b)}, 'UTC'))")
+
+
 def _checksum(value: int | None) -> str:
     return f"{int(value or 0):016x}"
 
@@ -212,8 +223,9 @@ class UsageStore:
         return {m.key: found[(customer_id, m.key)] for m in metrics}
 
     def aggregate_many(self, customer_ids: Sequence[str], metrics: Sequence[MetricSpec], start_ms: int,
-                       end_ms_exclusive: int, as_of_ms: int | None) -> dict[tuple[str, str], Aggregate]:
-        """All seven aggregations of a customer's metrics over [start, end), in one query.
+                       end_ms_exclusive: int, as_of_ms: int | None,
+                       gaps: Sequence[tuple[int, int]] = ()) -> dict[tuple[str, str], Aggregate]:
+        """All seven aggregations of a customer's metrics over [start, end) less ``gaps``, in one query.
 
         Exact: sums and extremes in ``Decimal(38, 10)``, percentile by nearest rank with
         integer arithmetic, ``last`` by (timestamp, ingestion, key). With ``as_of_ms`` only
@@ -226,7 +238,7 @@ class UsageStore:
         # p as an integer of ten-thousandths: rank = ceil(p·N/100) = ceil(p4·N / 1,000,000).
         p4 = [int((m.percentile or 0) * 10000) for m in metrics]
         pct_keys = [m.key for m in metrics if m.aggregation == "percentile"]
-        time_filter = "timestamp >= fromUnixTimestamp64Milli(%(s)s, 'UTC') AND timestamp < fromUnixTimestamp64Milli(%(e)s, 'UTC')"
+        time_filter = window_filter(gaps)
         as_of_filter = ""
         params: dict[str, Any] = {"c": list(customer_ids), "m": keys, "s": start_ms, "e": end_ms_exclusive}
         if as_of_ms is not None:
@@ -330,6 +342,8 @@ FROM {DB}.events FINAL WHERE NOT voided GROUP BY customer_id, metric_key, toStar
         if filters.get("to") is not None:
             where.append("timestamp < fromUnixTimestamp64Milli(%(to)s, 'UTC')")
             params["to"] = filters["to"]
+        for a, b in filters.get("gaps", ()):
+            where.append(_outside(a, b))
         for extra in filters.get("raw_where", []):
             where.append(extra)
         params.update(filters.get("raw_params", {}))

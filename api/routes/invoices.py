@@ -59,8 +59,6 @@ async def line_events(invoice_id: str, charge_id: str, request: Request[Any, Any
     limit, cursor = page_params(request)
     after = _parse_event_cursor(cursor) if cursor else None
     found = await run(svc.invoicing.line_events, invoice_id, charge_id, limit, after)
-    if "rows" not in found:
-        return json_response(found)
     rows = found["rows"]
     return json_response({"data": [event_out(r) for r in rows[:limit]],
                           "next_cursor": _event_cursor(rows[limit - 1]) if len(rows) > limit else None,

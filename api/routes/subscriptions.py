@@ -1,4 +1,4 @@
-"""Subscriptions (§8): create pinned to a plan version, list, get."""
+"""Subscriptions (§8): create pinned to a plan version, list, get, amend."""
 
 from __future__ import annotations
 
@@ -6,10 +6,13 @@ from typing import Any
 
 from litestar import Request, Response, post
 
-from abaxus.api.routes import create_from_body, read_routes
+from abaxus.api.body import read_body
+from abaxus.api.responses import json_response
+from abaxus.api.routes import create_from_body, read_routes, run
 from abaxus.api.state import Services
+from abaxus.billing.amendments import create_amendment
 from abaxus.billing.subscriptions import create_subscription, get_subscription, list_subscriptions
-from abaxus.schemas.catalog import SubscriptionCreate, SubscriptionOut
+from abaxus.schemas.catalog import AmendmentCreate, AmendmentOut, SubscriptionCreate, SubscriptionOut
 
 
 @post("/v1/subscriptions", tags=["subscriptions"])
@@ -17,5 +20,11 @@ async def create(request: Request[Any, Any, Any], svc: Services) -> Response[Sub
     return await create_from_body(request, svc, create_subscription, SubscriptionCreate)
 
 
-ROUTES = [create, *read_routes("/v1/subscriptions", "subscriptions", SubscriptionOut, list_subscriptions, get_subscription,
+@post("/v1/subscriptions/{subscription_id:str}/amendments", tags=["subscriptions"])
+async def amend(subscription_id: str, request: Request[Any, Any, Any], svc: Services) -> Response[AmendmentOut]:
+    body = await read_body(request, AmendmentCreate)
+    return json_response(await run(create_amendment, svc.engine, subscription_id, body), 201)
+
+
+ROUTES = [create, amend, *read_routes("/v1/subscriptions", "subscriptions", SubscriptionOut, list_subscriptions, get_subscription,
                                  "customer_id", "status")]
