@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+from abaxus.store.usage import EVENT_SCHEMA
+
 __all__ = ["INTAKE_SCHEMA", "decode_record", "encode_record"]
 
+# The stored event's own columns, plus when the API accepted it (the sink stamps ingested_at).
 INTAKE_SCHEMA = pa.schema([
-    ("event_id", pa.string()),
-    ("idempotency_key", pa.string()),
-    ("customer_id", pa.string()),
-    ("metric_key", pa.string()),
-    ("value", pa.decimal128(38, 10)),
-    ("timestamp", pa.timestamp("ms", tz="UTC")),
-    ("properties", pa.map_(pa.string(), pa.string())),
-    ("accepted_at", pa.timestamp("ms", tz="UTC")),
+    *(EVENT_SCHEMA.field(name) for name in ("event_id", "idempotency_key", "customer_id", "metric_key", "value",
+                                            "timestamp", "properties")),
+    pa.field("accepted_at", pa.timestamp("ms", tz="UTC")),
 ])
 
 
