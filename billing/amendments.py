@@ -12,7 +12,7 @@ from typing import Any
 from msgspec import UNSET
 from sqlalchemy import Engine, insert, select
 
-from abaxus.billing.plans import active_version, load_version, version_status
+from abaxus.billing.plans import load_version, subscribable_version
 from abaxus.billing.subscriptions import load_subscription, period_containing
 from abaxus.billing.timeline import Timeline, load_amendments
 from abaxus.errors import Conflict, InvalidInput
@@ -96,14 +96,8 @@ def create_amendment(engine: Engine, subscription_id: str, body: AmendmentCreate
 def _plan_change(conn: Any, body: AmendmentCreate, timeline: Timeline, at: int) -> dict[str, Any]:
     if body.plan_id is UNSET:
         raise InvalidInput("MISSING_FIELD", "A plan_change needs 'plan_id': the plan to move to.", "plan_id")
-    if body.plan_version is UNSET:
-        target = active_version(conn, body.plan_id)
-    else:
-        target = load_version(conn, body.plan_id, body.plan_version, "plan_version")
-        if version_status(conn, target) == "deprecated":
-            raise InvalidInput("PLAN_VERSION_DEPRECATED",
-                               f"Version {target.version} of '{target.plan_id}' is deprecated; move to a current version.",
-                               "plan_version")
+    target = subscribable_version(conn, body.plan_id, None if body.plan_version is UNSET else body.plan_version,
+                                  "plan_version")
     current = load_version(conn, *timeline.upto(at).version_at(at))
     if (target.currency, target.billing_period) != (current.currency, current.billing_period):
         raise InvalidInput("PLAN_CHANGE_INCOMPATIBLE",

@@ -300,6 +300,17 @@ def active_version(conn: Connection, plan_id: str, field: str = "plan_id") -> Pl
     raise InvalidInput("PLAN_VERSION_DEPRECATED", f"Plan '{plan_id}' has no active version; name a plan_version or publish a new one.", field)
 
 
+def subscribable_version(conn: Connection, plan_id: str, version: int | None, field: str = "plan_id") -> PlanVersion:
+    """The version a subscription may start on or move to: the active one by default, a named one unless deprecated."""
+    if version is None:
+        return active_version(conn, plan_id)
+    pv = load_version(conn, plan_id, version, field)
+    if version_status(conn, pv) == "deprecated":
+        raise InvalidInput("PLAN_VERSION_DEPRECATED",
+                           f"Version {pv.version} of '{pv.plan_id}' is deprecated; use a current version.", "plan_version")
+    return pv
+
+
 def version_status(conn: Connection, pv: PlanVersion) -> str:
     return statuses(_versions(conn, pv.plan_id), now_ms())[pv.version]
 

@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, insert, select
 
 from abaxus.billing.customers import load_customer
-from abaxus.billing.plans import active_version, load_version, version_status
+from abaxus.billing.plans import subscribable_version
 from abaxus.billing.timeline import Timeline, load_amendments
 from abaxus.errors import InvalidInput, NotFound
 from abaxus.ids import new_id
@@ -52,14 +52,7 @@ def create_subscription(engine: Engine, body: SubscriptionCreate) -> Subscriptio
         raise InvalidInput("INVALID_DATE_RANGE", "end_date (exclusive) must be after start_date.", "end_date")
     with engine.begin() as conn:
         customer = load_customer(conn, body.customer_id, "customer_id")
-        if body.plan_version is None:
-            pv = active_version(conn, body.plan_id)
-        else:
-            pv = load_version(conn, body.plan_id, body.plan_version, "plan_id")
-            if version_status(conn, pv) == "deprecated":
-                raise InvalidInput("PLAN_VERSION_DEPRECATED",
-                                   f"Version {pv.version} of '{pv.plan_id}' is deprecated; subscribe to a current version.",
-                                   "plan_version")
+        pv = subscribable_version(conn, body.plan_id, body.plan_version)
         if customer["currency"] is not None and customer["currency"] != pv.currency:
             raise InvalidInput("CURRENCY_MISMATCH",
                                f"Customer bills in {customer['currency']} but plan '{pv.plan_id}' is in {pv.currency}.",
