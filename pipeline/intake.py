@@ -7,9 +7,9 @@ accepted ones become columns (never a list of dicts) and one durable log record.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import msgspec
 import pyarrow as pa
@@ -29,6 +29,7 @@ FUTURE_MS = 5 * 60 * 1000
 _decoder = msgspec.json.Decoder(EventIn)
 _batch_decoder = msgspec.json.Decoder(EventBatchTyped)
 _TS = pa.timestamp("ms", tz="UTC")
+_DECIMAL = pa.decimal128(38, 10)
 _EVENT_SCHEMA = INTAKE_SCHEMA
 
 
@@ -38,8 +39,9 @@ class Rejected:
     error: AbaxusError
 
 
-@dataclass(slots=True)
-class Accepted:
+class Accepted(NamedTuple):
+    """An accepted event's answer (a tuple: a 1,000-event batch makes 1,000 of them)."""
+
     index: int
     event_id: str
     idempotency_key: str
@@ -54,6 +56,22 @@ def _prop_text(v: Any) -> str:
         d = Decimal(repr(v))
         return "0" if d == 0 else format(d.normalize(), "f")
     return str(v)
+
+
+def _properties_map(events: list[EventIn]) -> pa.MapArray:
+    """The properties column, built from flat key/value lists (no per-event list of tuples)."""
+    offsets = [0]
+    names: list[str] = []
+    texts: list[str] = []
+    for e in events:
+        if e.properties:
+            for k, v in e.properties.items():
+                if v is not None:
+                    names.append(k)
+                    texts.append(v if type(v) is str else _prop_text(v))
+        offsets.append(len(names))
+    return pa.MapArray.from_arrays(pa.array(offsets, pa.int32()), pa.array(names, pa.string()),
+                                   pa.array(texts, pa.string()))
 
 
 class EventValidator:
@@ -129,9 +147,9 @@ class EventValidator:
                 return None
         now = time.time_ns() // 1_000_000
         try:
-            # Through text: exact, 50× faster than converting Decimal objects, and the cast
-            # refuses more than 10 decimals instead of rounding.
-            values = pa.array([str(e.value) for e in events], pa.string()).cast(pa.decimal128(38, 10))
+            # Straight from the Decimal objects: exact, and Arrow refuses more than 10 decimals
+            # instead of rounding. (Arrays of str(Decimal) texts convert ~100× slower here.)
+            values = pa.array([e.value for e in events], _DECIMAL)
             stamps = pa.array([e.timestamp for e in events], _TS)
         except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError):
             return None  # > 10 decimals, NaN, out of range: let the slow path name it
@@ -149,11 +167,10 @@ class EventValidator:
             pa.array([e.metric_key for e in events], pa.string()),
             values,
             stamps,
-            pa.array([[(k, _prop_text(v)) for k, v in e.properties.items() if v is not None] if e.properties else []
-                      for e in events], pa.map_(pa.string(), pa.string())),
+            _properties_map(events),
             pa.repeat(pa.scalar(now, pa.int64()), n).cast(_TS),
         ], schema=_EVENT_SCHEMA)
-        return [Accepted(i, ids[i], keys[i]) for i in range(n)], [], batch
+        return list(map(Accepted, range(n), ids, keys)), [], batch
 
     def validate(self, raws: list[bytes], prefix_fmt: str = "events.{}.") -> tuple[list[Accepted], list[Rejected], pa.RecordBatch | None]:
         """Validate raw events one by one; return the accepted ones as one record batch."""
@@ -196,7 +213,7 @@ class EventValidator:
             pa.array(cols["idempotency_key"], pa.string()),
             pa.array(cols["customer_id"], pa.string()),
             pa.array(cols["metric_key"], pa.string()),
-            pa.array([str(v) for v in cols["value"]], pa.string()).cast(pa.decimal128(38, 10)),
+            pa.array(cols["value"], _DECIMAL),
             pa.array(cols["timestamp"], pa.int64()).cast(_TS),
             pa.array(cols["properties"], pa.map_(pa.string(), pa.string())),
             pa.array([now] * n, pa.int64()).cast(_TS),
