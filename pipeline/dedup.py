@@ -1,12 +1,16 @@
 """First-wins deduplication by idempotency key, for all time (§9).
 
-Three layers, cheapest first: the keys seen recently (generational sets, for at least
+Three layers, cheapest first: the keys seen recently (two generations, for at least
 ``ABAXUS_DEDUP_WINDOW`` and at most ``MAX_REMEMBERED_KEYS``); a Bloom filter of every key
 ever stored (rebuilt from the store at start); and, only for keys that hit the filter, one
 batched lookup in the usage store. A key that passes is new: its first payload is the one
 written.
 
-The store is the truth and the sets are its cache, so Bytewax state stays small: a snapshot
+The generations are dicts of key → None rather than sets: CPython stops tracking a dict
+that holds only strings, so the cyclic GC never walks the millions of keys a set would make
+it visit on every full collection.
+
+The store is the truth and the generations are its cache, so Bytewax state stays small: a snapshot
 holds only the keys accepted since the previous snapshot (one epoch's worth), which recovery
 restores as the warm start of the cache. Everything before a snapshot is already stored
 (Bytewax writes an epoch's output before it commits the epoch), and events replayed after a
@@ -47,9 +51,9 @@ class DedupLogic(StatefulBatchLogic):
                  store_lookup: Callable[[list[str]], set[str]], on_duplicates: Callable[[int], None]) -> None:
         if resume:
             self.rotated, recent = resume
-            self.generations = [set(recent), set()]
+            self.generations = [dict.fromkeys(recent), {}]
         else:
-            self.generations = [set(), set()]
+            self.generations: list[dict[str, None]] = [{}, {}]
             self.rotated = time.time()
         self.recent: list[str] = []  # accepted since the last snapshot
         self.window_s = window_s
@@ -61,7 +65,7 @@ class DedupLogic(StatefulBatchLogic):
         # Two generations of window/2 each: a key is remembered for at least the window,
         # unless memory runs short first (the store still answers for forgotten keys).
         if time.time() - self.rotated > self.window_s / 2 or len(self.generations[0]) > MAX_REMEMBERED_KEYS // 2:
-            self.generations = [set(), self.generations[0]]
+            self.generations = [{}, self.generations[0]]
             self.rotated = time.time()
 
     def on_batch(self, items: list[Any]) -> tuple[list[DedupResult], bool]:
@@ -88,7 +92,7 @@ class DedupLogic(StatefulBatchLogic):
                         if keys[i] in stored:
                             keep[i] = False
                 new = [keys[i] for i in unknown if keep[i]]
-                current.update(new)
+                current.update(dict.fromkeys(new))
                 self.recent.extend(new)
                 self.bloom.add_many(new)
             mask = pa.array(keep)
