@@ -73,6 +73,21 @@ def drive(server: ServerProcess, bodies: list[bytes], clients: int) -> tuple[flo
     return started, latencies, accepted
 
 
+def server_latency_share(server: ServerProcess, within: str = "0.05") -> tuple[float, float]:
+    """From the server's own histogram: share of batch requests handled within 50 ms, and its p99 bucket."""
+    buckets: dict[str, float] = {}
+    with httpx.Client(base_url=server.url, timeout=60, headers={"Authorization": f"Bearer {KEY}"}) as c:
+        for line in c.get("/metrics").text.splitlines():
+            if line.startswith("abaxus_http_request_duration_seconds_bucket{") and '"/v1/events/batch"' in line:
+                le = line.split('le="')[1].split('"')[0]
+                buckets[le] = buckets.get(le, 0.0) + float(line.split()[-1])
+    total = buckets.get("+Inf", 0.0)
+    if not total:
+        return float("nan"), float("nan")
+    p99 = next((float(le) for le, n in buckets.items() if le != "+Inf" and n >= 0.99 * total), float("inf"))
+    return buckets.get(within, 0.0) / total, p99 * 1000
+
+
 def stored_count(server: ServerProcess, customers: int) -> int:
     with httpx.Client(base_url=server.url, timeout=60, headers={"Authorization": f"Bearer {KEY}"}) as c:
         for line in c.get("/metrics").text.splitlines():
@@ -132,6 +147,7 @@ def main() -> None:
             while stored_count(server, args.customers) < accepted:
                 time.sleep(0.02)
             stored_done = time.perf_counter()
+            server_share, server_p99 = server_latency_share(server)
         finally:
             server.stop()
     ceiling = raw_insert_rate(args.events, args.customers)
@@ -145,7 +161,8 @@ def main() -> None:
     print(f"end to end (accepted → stored)  {e2e:>12,.0f} events/s   target ≥ 300,000")
     print(f"raw insert_arrow ceiling        {ceiling:>12,.0f} events/s")
     print(f"ratio end to end / ceiling      {e2e / ceiling:>12.3f}        target ≥ 0.15")
-    print(f"batch latency p50 / p99         {p50:>8.1f} ms / {p99:.1f} ms   target p99 < 50 ms")
+    print(f"batch latency p50 / p99         {p50:>8.1f} ms / {p99:.1f} ms   target p99 < 50 ms (at the client)")
+    print(f"  in the server                 {server_share:>11.1%} within 50 ms, p99 ≤ {server_p99:.0f} ms (histogram bucket)")
 
 
 if __name__ == "__main__":
