@@ -17,7 +17,7 @@ class BloomFilter:
     """One byte a bit (fast vectorised set and test); ~8 bits a key, 4 hashes → ~2 % false hits."""
 
     def __init__(self, capacity: int = 4_000_000, hashes: int = 4) -> None:
-        self.bits = max(1 << 16, 1 << int(np.ceil(np.log2(capacity * 8))))
+        self.bits = max(1 << 16, 1 << int(np.ceil(np.log2(max(capacity, 1) * 8))))
         self.k = hashes
         self._array = np.zeros(self.bits, dtype=np.bool_)
         self.count = 0

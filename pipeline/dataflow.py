@@ -121,12 +121,14 @@ class Dataflow:
         self.pending_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self.error: BaseException | None = None
-        self.bloom = BloomFilter()
+        self.bloom = BloomFilter(capacity=0)  # sized from the store in start()
 
     # ---- lifecycle ---------------------------------------------------------------------
     def start(self) -> None:
         started = time.monotonic()
         stored = 0
+        # Room for twice what is stored keeps false hits (each one a store lookup) near 2 %.
+        self.bloom = BloomFilter(capacity=max(4_000_000, 2 * self.usage.count_events()))
         for chunk in self.usage.iter_all_keys():
             stored += len(chunk)
             self.bloom.add_many(chunk)

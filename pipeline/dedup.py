@@ -75,14 +75,18 @@ class DedupLogic(StatefulBatchLogic):
         for batch, position, backfill in items:
             keys = batch.column("idempotency_key").to_pylist()
             keep = np.ones(len(keys), dtype=bool)
-            unknown: list[int] = []
-            batch_seen: set[str] = set()
-            for i, k in enumerate(keys):
-                if k in current or k in older or k in batch_seen:
-                    keep[i] = False
-                else:
-                    batch_seen.add(k)
-                    unknown.append(i)
+            fresh = set(keys)
+            if len(fresh) == len(keys) and current.keys().isdisjoint(fresh) and older.keys().isdisjoint(fresh):
+                unknown = list(range(len(keys)))  # the usual batch: no repeats, nothing remembered (C-speed checks)
+            else:
+                unknown = []
+                batch_seen: set[str] = set()
+                for i, k in enumerate(keys):
+                    if k in current or k in older or k in batch_seen:
+                        keep[i] = False
+                    else:
+                        batch_seen.add(k)
+                        unknown.append(i)
             if unknown:
                 candidates = [keys[i] for i in unknown]
                 hits = self.bloom.might_contain(candidates)

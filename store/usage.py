@@ -188,6 +188,10 @@ class UsageStore:
             found.update(r[0] for r in rows)
         return found
 
+    def count_events(self) -> int:
+        """Stored event rows (re-sent copies not yet merged included): sizes the dedup filter."""
+        return int(self.client.query("SELECT count() FROM abaxus.events").result_rows[0][0])
+
     def iter_all_keys(self, chunk: int = 1_000_000) -> Iterator[list[str]]:
         """Every key ever stored, in chunks (to rebuild the dedup filter at start)."""
         stream = self.client.query_arrow_stream("SELECT idempotency_key FROM abaxus.events") \
