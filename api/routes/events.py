@@ -70,10 +70,16 @@ async def ingest_batch(request: Request[Any, Any, Any], svc: Services) -> Respon
     accepted, rejected, batch = await _validated_batch(request, svc)
     if batch is not None:
         await svc.intake.submit(batch)
-    results = sorted([{"index": a.index, "event_id": a.event_id, "status": "queued"} for a in accepted]
-                     + [_rejection(r) for r in rejected], key=lambda r: r["index"])
+    results = _in_order([{"index": a.index, "event_id": a.event_id, "status": "queued"} for a in accepted], rejected)
     return json_response({"accepted": len(accepted), "rejected": len(rejected), "results": results},
                          _batch_status(accepted, rejected, 202))
+
+
+def _in_order(ok: list[dict[str, Any]], rejected: list[Rejected]) -> list[dict[str, Any]]:
+    """Per-event results by index (accepted ones are already in order; a clean batch needs no sort)."""
+    if not rejected:
+        return ok
+    return sorted(ok + [_rejection(r) for r in rejected], key=lambda r: r["index"])
 
 
 def _backfill_results(accepted: list[Accepted], kept: set[str]) -> list[dict[str, Any]]:
@@ -93,7 +99,7 @@ async def backfill(request: Request[Any, Any, Any], svc: Services) -> Response[d
     if batch is not None:
         position = await svc.intake.submit(batch, backfill=True)
         kept = await svc.intake.wait_stored(position) or set()
-    results = sorted(_backfill_results(accepted, kept) + [_rejection(r) for r in rejected], key=lambda r: r["index"])
+    results = _in_order(_backfill_results(accepted, kept), rejected)
     return json_response({"accepted": len(accepted), "rejected": len(rejected), "results": results},
                          _batch_status(accepted, rejected, 200))
 
