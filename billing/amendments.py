@@ -18,10 +18,11 @@ from abaxus.billing.timeline import Timeline, load_amendments
 from abaxus.errors import Conflict, InvalidInput
 from abaxus.ids import new_id
 from abaxus.schemas.catalog import AmendmentCreate, AmendmentOut
+from abaxus.store.paging import fetch_page
 from abaxus.store.tables import amendments, subscriptions
 from abaxus.timefmt import format_ms, now_ms, parse_timestamp
 
-__all__ = ["amendment_out", "create_amendment"]
+__all__ = ["amendment_out", "create_amendment", "list_amendments"]
 
 _FIELDS = {"plan_change": {"plan_id", "plan_version", "prorate"}, "pause": {"resume_date"}, "resume": set(),
            "cancel": set(), "end_date_change": {"end_date"}}
@@ -36,6 +37,17 @@ def amendment_out(row: dict[str, Any], now: int) -> AmendmentOut:
         status="applied" if applied else "scheduled", created_at=format_ms(row["created_at"]) or "",
         applied_at=format_ms(max(row["effective_at"], row["created_at"])) if applied else None,
     )
+
+
+def list_amendments(engine: Engine, subscription_id: str, limit: int,
+                    cursor: str | None) -> tuple[list[AmendmentOut], str | None]:
+    """A subscription's amendments, newest first, scheduled and applied alike."""
+    now = now_ms()
+    with engine.connect() as conn:
+        load_subscription(conn, subscription_id)
+        page = fetch_page(conn, select(amendments).where(amendments.c.subscription_id == subscription_id),
+                          [amendments.c.created_at, amendments.c.id], kind="amendments", limit=limit, cursor=cursor)
+    return [amendment_out(dict(r), now) for r in page.rows], page.next_cursor
 
 
 def _effective_at(body: AmendmentCreate, timeline: Timeline, conn: Any, now: int) -> int:

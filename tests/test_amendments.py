@@ -66,6 +66,9 @@ def test_amendment_validation_and_conflicts(live):
     cancel = amend(c, sub["id"], type="cancel", effective="end_of_period")
     assert cancel["status"] == "scheduled" and cancel["applied_at"] is None
     assert c.get(f"/v1/subscriptions/{sub['id']}").json()["status"] == "active"  # not yet
+    listed = c.get(path).json()
+    assert [a["type"] for a in listed["data"]] == ["cancel", "resume", "pause"] and listed["next_cursor"] is None
+    assert error_of(c.get("/v1/subscriptions/sub_nope/amendments"))[:2] == (404, "SUBSCRIPTION_NOT_FOUND")
     later = iso(datetime.fromisoformat(cancel["effective_at"].replace("Z", "+00:00")) + timedelta(days=1))
     assert error_of(c.post(path, json={"type": "pause", "effective": later}))[:2] == (409, "AMENDMENT_CONFLICT")
 
