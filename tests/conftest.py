@@ -96,7 +96,10 @@ def error_of(response: Any) -> tuple[int, str, Any]:
 
 @pytest.fixture
 def embedded_settings(tmp_path: Path) -> Settings:
-    """Embedded defaults (SQLite, chDB, local log) with a short Bytewax epoch for tests."""
+    """Embedded defaults (SQLite, chDB, local log) with a short Bytewax epoch for tests.
+
+    ``test_on_postgres.py`` overrides it to run the app-level scenarios on PostgreSQL.
+    """
     return Settings(data_dir=tmp_path / "data", bootstrap_key=ADMIN_KEY, log_format="console", epoch_seconds=1.0)
 
 

@@ -39,10 +39,9 @@ def stripe_customer(url: str, card: str | None = "4242424242424242", default: bo
 
 
 @pytest.fixture
-def billing(tmp_path: Path, localstripe_url: str):  # type: ignore[no-untyped-def]
-    settings = Settings(data_dir=tmp_path / "data", bootstrap_key=ADMIN_KEY, log_format="console", epoch_seconds=1.0,
-                        stripe_secret_key="sk_test_local", stripe_api_base=localstripe_url,
-                        stripe_webhook_secret=WEBHOOK_SECRET)
+def billing(embedded_settings: Settings, localstripe_url: str):  # type: ignore[no-untyped-def]
+    settings = embedded_settings.with_(stripe_secret_key="sk_test_local", stripe_api_base=localstripe_url,
+                                       stripe_webhook_secret=WEBHOOK_SECRET)
     with TestClient(create_app(settings)) as c:
         c.headers["Authorization"] = f"Bearer {ADMIN_KEY}"
         c.post("/v1/metrics", json=METRIC)
