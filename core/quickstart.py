@@ -5,6 +5,7 @@ Used by ``abaxus quickstart``: a newcomer's first "it works", and by the slow sc
 
 from __future__ import annotations
 
+import logging
 import socket
 import threading
 import time
@@ -42,6 +43,8 @@ def run_quickstart(data_dir: Path, events: int = 1_200_000, progress: Callable[[
     server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
+    # The app's logging config would print every request this client sends; the table is the output.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {KEY}"}, timeout=120) as c:
             deadline = time.monotonic() + 60
