@@ -58,7 +58,7 @@ def subtract(start: int, end: int, holes: Iterable[tuple[int, int]]) -> list[tup
 
 @dataclass(frozen=True)
 class Timeline:
-    """The subscription as its amendments shape it; ``until`` limits which amendments count."""
+    """The subscription as its amendments shape it (``upto`` keeps those effective by an instant)."""
 
     sub: dict[str, Any]
     amendments: list[dict[str, Any]]
