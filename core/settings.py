@@ -41,6 +41,9 @@ class Settings:
     log_format: str = "json"
     # Seconds between Bytewax snapshots; shorter replays less after a crash but costs throughput.
     epoch_seconds: float = 5.0
+    # Size at which the intake log starts a new segment; segments the sink has committed
+    # past are deleted, so the log holds little more than what is still in flight.
+    log_segment_bytes: int = 256 * 1024 * 1024
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod

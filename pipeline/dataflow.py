@@ -112,6 +112,7 @@ class Dataflow:
         self.usage = usage
         self.intake = intake
         self.reader = LogReader(intake)
+        self._trimmed_below = 0
         self.telemetry = telemetry
         self.stopping = threading.Event()
         self.pipeline_dir = settings.data_dir / "pipeline"
@@ -185,9 +186,17 @@ class Dataflow:
             return (0, 0)
 
     def _commit(self, position: Position) -> None:
+        """Record how far the usage store holds the log, then drop the segments wholly behind it.
+
+        A restart resumes at or after this position (the later of it and Bytewax's snapshot),
+        so nothing before it is read again.
+        """
         tmp = self.pipeline_dir / "sink.pos.tmp"
         tmp.write_text(f"{position[0]} {position[1]}")
         os.replace(tmp, self.pipeline_dir / "sink.pos")
+        if position[0] > self._trimmed_below:
+            self.reader.log.delete_before(position[0])
+            self._trimmed_below = position[0]
 
     def _to_event_rows(self, kept: list[pa.RecordBatch], now: datetime) -> pa.Table:
         table = pa.Table.from_batches(kept)

@@ -40,7 +40,7 @@ class Ingestion:
         self.view = CatalogView(engine)
         self.validator = EventValidator(self.view)
         self.usage = UsageStore(settings)
-        self.log = IntakeLog(settings.data_dir / "log")
+        self.log = IntakeLog(settings.data_dir / "log", settings.log_segment_bytes)
         self.dataflow = Dataflow(settings, self.usage, self.log, telemetry)
 
     def start(self) -> None:

@@ -150,6 +150,28 @@ def test_duplicates_after_a_restart_count_once(embedded_settings):
         assert quantity(c) == (6, 3)
 
 
+def test_committed_log_segments_are_deleted_and_a_restart_still_resumes(embedded_settings):
+    settings = embedded_settings.with_(log_segment_bytes=32 * 1024)
+    log_dir = settings.data_dir / "log"
+    with TestClient(create_app(settings)) as c:
+        c.headers["Authorization"] = f"Bearer {ADMIN_KEY}"
+        setup_quickstart_catalog(c)
+        for b in range(12):  # ~30 KB a record: a new segment every record or two
+            r = c.post("/v1/events/batch", json={"events": [event(f"seg{b}-{i}", 1) for i in range(500)]})
+            assert r.status_code == 202
+        wait_until(lambda: quantity(c) == (6000, 6000))
+        written = max(int(p.stem) for p in log_dir.glob("*.seg"))
+        assert written >= 5  # the log did roll over many segments...
+        wait_until(lambda: len(list(log_dir.glob("*.seg"))) <= 2)  # ...and kept only what is not committed
+    with TestClient(create_app(settings)) as c:
+        c.headers["Authorization"] = f"Bearer {ADMIN_KEY}"
+        r = c.post("/v1/events/batch", json={"events": [event("seg0-0", 100), event("after-restart", 7)]})
+        assert r.status_code == 202
+        wait_until(lambda: quantity(c)[1] == 6001)
+        time.sleep(0.3)
+        assert quantity(c) == (6007, 6001)
+
+
 def test_a_resent_event_after_the_dedup_window_counts_once(embedded_settings):
     settings = embedded_settings.with_(dedup_window_seconds=1)
     with TestClient(create_app(settings)) as c:
