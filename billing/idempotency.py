@@ -18,6 +18,9 @@ from abaxus.timefmt import now_ms
 __all__ = ["Replay", "claim", "complete", "release"]
 
 RETENTION_MS = 48 * 3600 * 1000  # the contract promises at least 24 h
+# A claim still "running" after this long was left by a process that died mid-request (its
+# response was never stored): the next request with the key takes it over and runs.
+STALE_CLAIM_MS = 120 * 1000
 
 
 @dataclass(frozen=True)
@@ -44,8 +47,19 @@ def claim(engine: Engine, key_id: str, key: str, fingerprint: str) -> Replay | N
     if row["fingerprint"] != fingerprint:
         raise Conflict("IDEMPOTENCY_KEY_REUSED", "This Idempotency-Key was used for a different request; use a new key.")
     if row["status"] is None:
+        if row["created_at"] < now - STALE_CLAIM_MS and _take_over(engine, key_id, key, row["created_at"], now):
+            return None
         raise Conflict("IDEMPOTENCY_KEY_IN_USE", "The first request with this Idempotency-Key is still running; retry shortly.")
     return Replay(status=row["status"], body=row["response_body"] or b"")
+
+
+def _take_over(engine: Engine, key_id: str, key: str, claimed_at: int, now: int) -> bool:
+    """Re-claim an abandoned claim; only one of several racing requests wins it."""
+    with engine.begin() as conn:
+        taken = conn.execute(update(rec).where((rec.c.api_key_id == key_id) & (rec.c.key == key)
+                                               & rec.c.status.is_(None) & (rec.c.created_at == claimed_at))
+                             .values(created_at=now))
+    return taken.rowcount == 1
 
 
 def complete(engine: Engine, key_id: str, key: str, status: int, body: bytes) -> None:

@@ -47,3 +47,25 @@ def test_keys_are_scoped_per_api_key(client):
 def test_an_oversized_key_is_invalid(client):
     r = client.post("/v1/customers", json={"id": "c", "name": "n"}, headers={"Idempotency-Key": "k" * 256})
     assert error_of(r) == (422, "IDEMPOTENCY_KEY_INVALID", "idempotency_key")
+
+
+def test_a_claim_abandoned_by_a_dead_request_is_taken_over(client):
+    """A process that died mid-request leaves its claim 'running'; after two minutes it is reclaimed."""
+    import pytest
+    from sqlalchemy import update
+
+    from abaxus.billing.idempotency import STALE_CLAIM_MS, claim
+    from abaxus.errors import Conflict
+    from abaxus.store.tables import idempotency_records
+    from abaxus.timefmt import now_ms
+
+    engine = client.app.state.services.engine
+    assert claim(engine, "key_dead", "k1", "fp") is None
+    with pytest.raises(Conflict) as running:
+        claim(engine, "key_dead", "k1", "fp")
+    assert running.value.code == "IDEMPOTENCY_KEY_IN_USE"
+    with engine.begin() as conn:
+        conn.execute(update(idempotency_records).values(created_at=now_ms() - STALE_CLAIM_MS - 1000))
+    assert claim(engine, "key_dead", "k1", "fp") is None  # taken over: this request runs
+    with pytest.raises(Conflict):  # and it is now the live claim
+        claim(engine, "key_dead", "k1", "fp")
