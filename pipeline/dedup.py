@@ -10,6 +10,11 @@ The generations are dicts of key → None rather than sets: CPython stops tracki
 that holds only strings, so the cyclic GC never walks the millions of keys a set would make
 it visit on every full collection.
 
+The cap is safe: one Bytewax worker runs dedup and then the sink, so a key leaves the cache
+only after half a million newer keys have passed, long after its own event was written and
+the Bloom filter plus the store can answer for it. Smaller generations also keep dict resizes
+(a pause proportional to the dict) short.
+
 The store is the truth and the generations are its cache, so Bytewax state stays small: a snapshot
 holds only the keys accepted since the previous snapshot (one epoch's worth), which recovery
 restores as the warm start of the cache. Everything before a snapshot is already stored
@@ -32,7 +37,7 @@ from abaxus.pipeline.bloom import BloomFilter
 
 __all__ = ["MAX_REMEMBERED_KEYS", "DedupLogic", "DedupResult"]
 
-MAX_REMEMBERED_KEYS = 4_000_000  # ~0.4 GB of keys in memory; older ones are found in the store
+MAX_REMEMBERED_KEYS = 1_000_000  # older keys are found in the store (one batched lookup per Bloom hit)
 
 
 class DedupResult:
