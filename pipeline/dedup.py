@@ -11,12 +11,12 @@ that holds only strings, so the cyclic GC never walks the millions of keys a set
 it visit on every full collection.
 
 The cap is safe: one Bytewax worker runs dedup and then the sink, so a key leaves the cache
-only after half a million newer keys have passed, long after its own event was written and
-the Bloom filter plus the store can answer for it. Smaller generations also keep dict resizes
-(a pause proportional to the dict) short.
+only after a million newer keys have passed (a source read is at most 256k events), long
+after its own event was written and the Bloom filter plus the store can answer for it.
+Bounded generations also keep dict resizes (a pause proportional to the dict) short.
 
-The store is the truth and the generations are its cache, so Bytewax state stays small: a snapshot
-holds only the keys accepted since the previous snapshot (one epoch's worth), which recovery
+The store is the truth and the generations are its cache, so Bytewax state stays small: a
+snapshot holds only the keys accepted since the previous snapshot (one epoch's worth), which recovery
 restores as the warm start of the cache. Everything before a snapshot is already stored
 (Bytewax writes an epoch's output before it commits the epoch), and events replayed after a
 crash are checked against the store, so no key is ever accepted twice. Snapshotting the
@@ -37,7 +37,7 @@ from abaxus.pipeline.bloom import BloomFilter
 
 __all__ = ["MAX_REMEMBERED_KEYS", "DedupLogic", "DedupResult"]
 
-MAX_REMEMBERED_KEYS = 1_000_000  # older keys are found in the store (one batched lookup per Bloom hit)
+MAX_REMEMBERED_KEYS = 2_000_000  # older keys are found in the store (one batched lookup per Bloom hit)
 
 
 class DedupResult:
