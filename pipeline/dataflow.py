@@ -46,26 +46,46 @@ _DUP_SCHEMA = pa.schema([("idempotency_key", pa.string()), ("customer_id", pa.st
                          ("metric_key", pa.string()), ("received_at", pa.timestamp("ms", tz="UTC"))])
 
 
+# Inserts of ~10k rows cost ~2× more per row than inserts of ~50k (measured with chDB), so
+# the source holds small reads back briefly to let the sink write fewer, larger blocks. A
+# 202 never waits for this; backfills (which wait for the store) are never held.
+COALESCE_ROWS = 50_000
+COALESCE_SECONDS = 0.1
+_MAX_RECORDS = 256
+
+
 class _LogPartition(StatefulSourcePartition[Any, Position]):
     def __init__(self, flow: Dataflow, resume: Position | None) -> None:
         self.flow = flow
         committed = flow.committed_position()
         self.position: Position = max(tuple(resume) if resume else (0, 0), committed)  # type: ignore[assignment]
+        self.read_position: Position = self.position
+        self.held: list[tuple[pa.RecordBatch, Position, bool]] = []  # read, not yet emitted
+        self.held_since = 0.0
         self.idle = False
 
     def next_batch(self) -> list[Any]:
-        records, _ = self.flow.reader.read(self.position, max_records=256)
-        if not records:
+        if len(self.held) < _MAX_RECORDS:
+            records, _ = self.flow.reader.read(self.read_position, max_records=_MAX_RECORDS - len(self.held))
+            if records:
+                if not self.held:
+                    self.held_since = time.monotonic()
+                self.read_position = records[-1][1]
+                self.held.extend((*decode_record(payload), position) for payload, position in records)
+        if not self.held:
             if self.flow.stopping.is_set():
                 raise StopIteration()
             self.idle = True
             return []
+        if (sum(b.num_rows for b, _, _ in self.held) < COALESCE_ROWS and len(self.held) < _MAX_RECORDS
+                and time.monotonic() - self.held_since < COALESCE_SECONDS
+                and not any(backfill for _, backfill, _ in self.held) and not self.flow.stopping.is_set()):
+            self.idle = True  # look again in 10 ms
+            return []
         self.idle = False
-        self.position = records[-1][1]
-        out = []
-        for payload, position in records:
-            batch, backfill = decode_record(payload)
-            out.append(("all", (batch, position, backfill)))
+        out = [("all", (batch, position, backfill)) for batch, backfill, position in self.held]
+        self.position = self.held[-1][2]
+        self.held = []
         return out
 
     def next_awake(self) -> datetime | None:
@@ -74,7 +94,7 @@ class _LogPartition(StatefulSourcePartition[Any, Position]):
         return None
 
     def snapshot(self) -> Position:
-        return self.position
+        return self.position  # what was emitted: held records are read again after a restart
 
 
 class _LogSource(FixedPartitionedSource[Any, Position]):

@@ -173,7 +173,9 @@ class UsageStore:
 
     # ---- writes ------------------------------------------------------------------------
     def insert_events(self, table: pa.Table) -> None:
-        self.client.insert_arrow(f"{DB}.events", table)
+        # The dataflow never writes one key twice in a block, so collapsing at insert time
+        # (optimize_on_insert) is pure cost: ~15-30 % of the insert, measured. Reads use FINAL.
+        self.client.insert_arrow(f"{DB}.events", table, settings={"optimize_on_insert": 0})
 
     def insert_duplicates(self, table: pa.Table) -> None:
         self.client.insert_arrow(f"{DB}.event_duplicates", table)
