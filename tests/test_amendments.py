@@ -150,3 +150,27 @@ def test_a_prorated_plan_change_splits_the_period_and_credits_the_old_fee(app_cl
     assert again["total_amount"] == inv["total_amount"]
     may = c.post("/v1/invoices", json={"customer_id": "cust_acme", "cutoff_date": "2026-05-31T23:59:59Z"}).json()
     assert [li["charge_id"] for li in may["line_items"]] == ["chg_1", "chg_2"]
+
+
+def test_billing_stops_at_a_cancellation_and_an_end_date_can_move(live):
+    c, sub = live
+    t0 = datetime.now(timezone.utc)
+    path = f"/v1/subscriptions/{sub['id']}/amendments"
+    assert error_of(c.post(path, json={"type": "end_date_change", "end_date": iso(t0 - timedelta(days=1))})) == (
+        422, "INVALID_DATE_RANGE", "end_date")
+    moved = amend(c, sub["id"], type="end_date_change", end_date=iso(t0 + timedelta(days=400)))
+    assert c.get(f"/v1/subscriptions/{sub['id']}").json()["end_date"] == moved["end_date"]
+    cancel = amend(c, sub["id"], type="cancel")
+    stop = datetime.fromisoformat(cancel["effective_at"].replace("Z", "+00:00"))
+    events = [event("before-cancel", 300_000, iso(stop - timedelta(minutes=5))),
+              event("after-cancel", 900_000, iso(stop + timedelta(seconds=1)))]
+    assert c.post("/v1/events/backfill", json={"events": events}).status_code == 200
+    time.sleep(max(0.0, (stop + timedelta(seconds=2) - datetime.now(timezone.utc)).total_seconds()))
+    assert c.get(f"/v1/subscriptions/{sub['id']}").json()["status"] == "cancelled"
+    r = c.post("/v1/invoices", json={"customer_id": "cust_acme", "subscription_id": sub["id"],
+                                     "cutoff_date": iso(stop + timedelta(seconds=2))})
+    assert r.status_code == 201, r.text
+    usage, fee = r.json()["line_items"]
+    assert (usage["quantity"], usage["event_count"], usage["amount"]) == (300_000, 1, 2_000)  # 200,000 × 0.0001
+    assert fee["amount"] == 4_900  # flat fees are never prorated
+    assert error_of(c.post(path, json={"type": "resume"}))[:2] == (409, "AMENDMENT_CONFLICT")  # nothing after a cancel
