@@ -63,7 +63,7 @@ def open_services(settings: Settings) -> Services:
     ingestion = Ingestion(settings, engine, services.telemetry)
     services.intake, services.usage, services.dataflow = ingestion, ingestion.usage, ingestion.dataflow
     services.catalog_view = ingestion.view
-    services.invoicing = Invoicing(engine, ingestion.usage, ingestion.dataflow.progress.safe_as_of)
+    services.invoicing = Invoicing(engine, ingestion.usage, ingestion.caught_up_as_of)
     services.bulk = BulkInvoicing(engine, services.invoicing)
     services.payments = Payments(engine, settings)
     return services

@@ -48,15 +48,27 @@ class Progress:
             self._cond.notify_all()
 
     def wait_for(self, position: Position, timeout: float) -> set[str] | None:
-        """Block until ``position`` is stored; return the keys it stored (backfill only)."""
-        deadline = time.monotonic() + timeout
+        """Block until ``position`` is stored; return the keys it stored (backfill only).
+
+        Only the request that wrote the record at ``position`` may call this: it takes the
+        record's kept keys. Anyone else waits with ``wait_through``.
+        """
         with self._cond:
-            while self.done < position:
-                left = deadline - time.monotonic()
-                if left <= 0 or not self.alive:
-                    raise TimeoutError(f"dataflow has not stored position {position}")
-                self._cond.wait(min(left, 0.5))
+            self._wait(position, timeout)
             return self._kept.pop(position, None)
+
+    def wait_through(self, position: Position, timeout: float) -> None:
+        """Block until everything up to ``position`` is stored (read-your-writes for usage)."""
+        with self._cond:
+            self._wait(position, timeout)
+
+    def _wait(self, position: Position, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while self.done < position:
+            left = deadline - time.monotonic()
+            if left <= 0 or not self.alive:
+                raise TimeoutError(f"dataflow has not stored position {position}")
+            self._cond.wait(min(left, 0.5))
 
     def lag_seconds(self) -> float:
         with self._cond:

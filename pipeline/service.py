@@ -15,6 +15,7 @@ from sqlalchemy import Engine
 
 from abaxus.errors import Unavailable
 from abaxus.ids import event_id_for
+from abaxus.logging import get_logger
 from abaxus.pipeline.catalog_view import CatalogView
 from abaxus.pipeline.dataflow import Dataflow
 from abaxus.pipeline.intake import EventValidator
@@ -28,6 +29,10 @@ from abaxus.timefmt import now_ms
 __all__ = ["Ingestion"]
 
 BACKFILL_TIMEOUT_S = 60.0
+CATCH_UP_TIMEOUT_S = 30.0
+
+
+log = get_logger("abaxus.ingestion")
 
 
 class Ingestion:
@@ -66,6 +71,20 @@ class Ingestion:
         self.dataflow.progress.accepted(position, now_ms())
         return position
 
+    def caught_up_as_of(self, timeout: float = CATCH_UP_TIMEOUT_S) -> int:
+        """``usage_as_of`` for a computation that must see every event acknowledged before it.
+
+        Waits (bounded) until the dataflow has stored everything durable at this instant, then
+        takes the watermark: an invoice created after its events got their 202s counts them.
+        If the pipeline is further behind than ``timeout``, the watermark says what was seen
+        and an adjustment bills the rest later.
+        """
+        try:
+            self.dataflow.progress.wait_through(self.log.durable_position, timeout)
+        except TimeoutError:
+            log.warning("usage_not_caught_up", timeout_s=timeout, lag_s=round(self.dataflow.lag_seconds(), 3))
+        return self.dataflow.progress.safe_as_of()
+
     async def wait_stored(self, position: Position) -> set[str] | None:
         try:
             return await asyncio.to_thread(self.dataflow.progress.wait_for, position, BACKFILL_TIMEOUT_S)
@@ -87,7 +106,7 @@ class Ingestion:
             for k in fresh:
                 self.dataflow.pending_voids.setdefault(k, (reason, now))
         try:
-            self.dataflow.progress.wait_for(self.log.durable_position, 10.0)
+            self.dataflow.progress.wait_through(self.log.durable_position, 10.0)
         except TimeoutError:
             pass  # still pending in the sink's set: stored voided when the dataflow catches up
         stored = self.usage.stored_events(fresh) if fresh else pa.table({})

@@ -167,3 +167,16 @@ def test_bulk_run_counts_created_skipped_and_existing(acme):
     again = wait_until(lambda: (j := c.get(f"/v1/jobs/{rerun['job_id']}").json())["status"] == "succeeded" and j)
     assert (again["invoices_created"], again["invoices_existing"]) == (0, 2)
     assert error_of(c.get("/v1/jobs/job_nope")) == (404, "JOB_NOT_FOUND", None)
+
+
+def test_an_invoice_right_after_the_202s_counts_every_acknowledged_event(acme):
+    """No waiting between ingest and invoice: what was acknowledged before the request is billed."""
+    events = [event(f"rt{i}", 1000) for i in range(1200)]
+    for start in (0, 1000):
+        assert acme.post("/v1/events/batch", json={"events": events[start:start + 1000]}).status_code == 202
+    r = acme.post("/v1/invoices", json=APRIL)
+    assert r.status_code == 201, r.text
+    assert (r.json()["total_amount"], r.json()["line_items"][0]["event_count"]) == (14900, 1200)
+    exact = acme.post("/v1/usage/compute", json={"customer_id": "cust_acme", "period_start": "2026-04-01T00:00:00Z",
+                                                 "period_end": "2026-04-30T23:59:59Z"}).json()
+    assert exact["data"][0]["quantity"] == 1_200_000

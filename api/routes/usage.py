@@ -23,6 +23,10 @@ def _check_customer(svc: Services, customer_id: str) -> None:
         load_customer(conn, customer_id, "customer_id")
 
 
+# Exact usage waits (this long at most) for events acknowledged before the request.
+COMPUTE_CATCH_UP_S = 10.0
+
+
 @get("/v1/usage/summary", tags=["usage"])
 async def summary(request: Request[Any, Any, Any], svc: Services) -> Response[dict[str, Any]]:
     q = request.query_params
@@ -53,7 +57,7 @@ async def compute(request: Request[Any, Any, Any], svc: Services) -> Response[di
     view = svc.intake.view
     view.refresh_if_stale()
     keys = resolve_metric(view.metrics, body.metric_key)
-    as_of = svc.intake.dataflow.progress.safe_as_of()
+    as_of = await run(svc.intake.caught_up_as_of, COMPUTE_CATCH_UP_S)
 
     def work() -> tuple[list[dict[str, Any]], int, tuple[int, int]]:
         rows, total = usage_rows(svc.intake.usage, view.metrics, body.customer_id, keys, start, end, as_of,
