@@ -88,7 +88,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         openapi_config=OpenAPIConfig(title="Abaxus API", version=__version__, path="/schema",
                                      render_plugins=[SwaggerRenderPlugin()]),
         state=State({"services": services}),
-        on_startup=[services.intake.start],
+        on_startup=[services.intake.start, services.bulk.resume_interrupted],
         on_shutdown=[on_shutdown],
         request_max_body_size=6_000_000,
         debug=False,

@@ -46,11 +46,27 @@ class BulkInvoicing:
         with self.engine.begin() as conn:
             conn.execute(insert(jobs).values(id=job_id, status="queued", cutoff_date=cutoff_ms // 1000 * 1000,
                                              invoices_created=0, invoices_skipped=0, invoices_existing=0, errors="[]",
-                                             created_at=now_ms()))
+                                             created_at=now_ms(), actor=actor))
+        self._start(job_id, cutoff_ms // 1000 * 1000, actor)
+        return {"job_id": job_id, "status": "queued"}
+
+    def _start(self, job_id: str, cutoff_ms: int, actor: str) -> None:
         thread = threading.Thread(target=self.run, args=(job_id, cutoff_ms, actor), name=f"bulk-{job_id}", daemon=True)
         self._threads.append(thread)
         thread.start()
-        return {"job_id": job_id, "status": "queued"}
+
+    def resume_interrupted(self) -> None:
+        """Run again the jobs a stopped or crashed process left queued or running.
+
+        Reruns are safe (one invoice per subscription period); invoices the interrupted run
+        already issued are then counted as ``invoices_existing``.
+        """
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(jobs).where(jobs.c.status.in_(["queued", "running"]))
+                                .order_by(jobs.c.created_at)).mappings().all()
+        for row in rows:
+            log.info("bulk_job_resumed", job_id=row["id"])
+            self._start(row["id"], row["cutoff_date"], row["actor"] or "system")
 
     def get(self, job_id: str) -> dict[str, Any]:
         with self.engine.connect() as conn:

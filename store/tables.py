@@ -180,6 +180,7 @@ jobs = Table(
     Column("created_at", BigInteger, nullable=False),
     Column("started_at", BigInteger),
     Column("finished_at", BigInteger),
+    Column("actor", String(40)),  # the API key that asked: audit entries of a resumed run name it too
 )
 
 audit_entries = Table(

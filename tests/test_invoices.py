@@ -5,9 +5,14 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-from conftest import error_of
+from conftest import ADMIN_KEY, error_of
 from helpers import event, wait_until
+from litestar.testing import TestClient
 from quickstart_bodies import setup_quickstart_catalog
+from sqlalchemy import insert
+
+from abaxus.api.app import create_app
+from abaxus.store.tables import jobs
 
 APRIL = {"customer_id": "cust_acme", "cutoff_date": "2026-04-30T23:59:59Z"}
 
@@ -180,3 +185,23 @@ def test_an_invoice_right_after_the_202s_counts_every_acknowledged_event(acme):
     exact = acme.post("/v1/usage/compute", json={"customer_id": "cust_acme", "period_start": "2026-04-01T00:00:00Z",
                                                  "period_end": "2026-04-30T23:59:59Z"}).json()
     assert exact["data"][0]["quantity"] == 1_200_000
+
+
+def test_a_bulk_job_left_running_by_a_dead_process_is_resumed_at_start(embedded_settings):
+    with TestClient(create_app(embedded_settings)) as c:
+        c.headers["Authorization"] = f"Bearer {ADMIN_KEY}"
+        setup_quickstart_catalog(c)
+        c.post("/v1/events/backfill", json={"events": [event(f"j{i}", 1000) for i in range(1000)]})
+        engine = c.app.state.services.engine
+        # What a process killed mid-run leaves behind: a job marked running that nothing runs.
+        with engine.begin() as conn:
+            conn.execute(insert(jobs).values(id="job_interrupted", status="running", cutoff_date=1777593599000,
+                                             invoices_created=0, invoices_skipped=0, invoices_existing=0, errors="[]",
+                                             created_at=1777593600000, started_at=1777593600000, actor="key_x"))
+    with TestClient(create_app(embedded_settings)) as c:
+        c.headers["Authorization"] = f"Bearer {ADMIN_KEY}"
+        done = wait_until(lambda: (j := c.get("/v1/jobs/job_interrupted").json())["status"] == "succeeded" and j)
+        assert (done["invoices_created"], done["errors"]) == (1, [])
+        inv = c.get("/v1/invoices").json()["data"][0]
+        assert inv["total_amount"] == 4900 + 9000  # 1,000,000 calls
+        assert c.get(f"/v1/invoices/{inv['id']}/events").json()["data"][0]["actor"] == "key_x"
