@@ -61,8 +61,7 @@ class Invoicing:
             load_customer(conn, customer_id, "customer_id")
             windows = choose_subscription(conn, customer_id, cutoff_ms, subscription_id)
             specs = load_specs(conn, windows)
-            last = windows[-1]
-            credits = credit_lines(conn, load_timeline(conn, last.subscription), last.period_end, last.plan.currency)
+            credits = credit_lines(conn, windows[-1], load_timeline(conn, windows[-1].subscription))
         as_of = self.as_of()
         priced = price_windows(self.usage, windows, specs, as_of)[0]
         priced.lines.extend(credits)

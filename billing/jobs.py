@@ -106,11 +106,9 @@ class BulkInvoicing:
                     todo.append(ws)
             for start in range(0, len(todo), CHUNK):
                 chunk = todo[start:start + CHUNK]
-                with self.engine.connect() as conn:
-                    credits = {ws[-1].subscription["id"]: credit_lines(conn, Timeline(ws[-1].subscription,
-                                                                                    timelines.get(ws[-1].subscription["id"], [])),
-                                                                       ws[-1].period_end, ws[-1].plan.currency)
-                               for ws in chunk if ws[-1].subscription["id"] in timelines}
+                with self.engine.connect() as conn:  # only amended subscriptions can carry credits
+                    credits = {sub["id"]: credit_lines(conn, ws[-1], Timeline(sub, timelines[sub["id"]]))
+                               for ws in chunk if (sub := ws[-1].subscription)["id"] in timelines}
                 as_of = self.invoicing.as_of()
                 priced = price_windows(self.invoicing.usage, [w for ws in chunk for w in ws], specs, as_of)
                 for p in priced:

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import Connection, or_, select, update
 
 from abaxus.billing.plans import load_version
+from abaxus.billing.pricing import Window
 from abaxus.billing.subscriptions import period_containing
 from abaxus.billing.timeline import Timeline
 from abaxus.money import round_minor
@@ -25,9 +26,10 @@ _DAY_MS = 86_400_000
 PREFIX = "proration:"
 
 
-def credit_lines(conn: Connection, timeline: Timeline, cutoff_ms: int, currency: str) -> list[dict[str, Any]]:
-    """Credit lines not yet carried by a live invoice, for prorated changes effective by the cutoff."""
-    sub = timeline.sub
+def credit_lines(conn: Connection, window: Window, timeline: Timeline) -> list[dict[str, Any]]:
+    """Credit lines not yet carried by a live invoice, for prorated changes effective by the
+    cutoff of ``window`` (the subscription's last window in the period being invoiced)."""
+    sub, cutoff_ms, currency = timeline.sub, window.period_end, window.plan.currency
     carried = select(invoices.c.id).where(invoices.c.id == amendments.c.credited_invoice_id,
                                           invoices.c.status != "archived").exists()
     rows = conn.execute(select(amendments).where(

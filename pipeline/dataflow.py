@@ -60,7 +60,7 @@ class _LogPartition(StatefulSourcePartition[Any, Position]):
         committed = flow.committed_position()
         self.position: Position = max(tuple(resume) if resume else (0, 0), committed)  # type: ignore[assignment]
         self.read_position: Position = self.position
-        self.held: list[tuple[pa.RecordBatch, Position, bool]] = []  # read, not yet emitted
+        self.held: list[tuple[pa.RecordBatch, Position, bool]] = []  # (batch, position, backfill): read, not emitted
         self.held_since = 0.0
         self.idle = False
 
@@ -71,7 +71,9 @@ class _LogPartition(StatefulSourcePartition[Any, Position]):
                 if not self.held:
                     self.held_since = time.monotonic()
                 self.read_position = records[-1][1]
-                self.held.extend((*decode_record(payload), position) for payload, position in records)
+                for payload, position in records:
+                    batch, backfill = decode_record(payload)
+                    self.held.append((batch, position, backfill))
         if not self.held:
             if self.flow.stopping.is_set():
                 raise StopIteration()
@@ -79,12 +81,12 @@ class _LogPartition(StatefulSourcePartition[Any, Position]):
             return []
         if (sum(b.num_rows for b, _, _ in self.held) < COALESCE_ROWS and len(self.held) < _MAX_RECORDS
                 and time.monotonic() - self.held_since < COALESCE_SECONDS
-                and not any(backfill for _, backfill, _ in self.held) and not self.flow.stopping.is_set()):
+                and not any(backfill for _, _, backfill in self.held) and not self.flow.stopping.is_set()):
             self.idle = True  # look again in 10 ms
             return []
         self.idle = False
-        out = [("all", (batch, position, backfill)) for batch, backfill, position in self.held]
-        self.position = self.held[-1][2]
+        out = [("all", item) for item in self.held]
+        self.position = self.held[-1][1]
         self.held = []
         return out
 
