@@ -1,27 +1,48 @@
 """The durable intake: an append-only segmented log on disk, fsync'd with group commit.
 
-A ``202`` is answered only after the request's record is on disk. Concurrent appends that
-arrive while a flush runs are written and fsync'd together by the next flush, so many
-requests share one fsync. Records are framed ``[u32 length][u32 crc32][payload]``; a torn
-tail left by a crash (never acknowledged) is cut off when the log is reopened.
+A ``202`` is answered only after the request's record is whole on disk. Concurrent appends
+that arrive while a flush runs are written and fsync'd together by the next flush, so many
+requests share one fsync. Records are framed ``[u32 length][u32 crc32][payload]``.
 
-Positions are ``(segment, byte offset)``; readers never see past the durable end.
+Failure rules (a full disk taught them):
+
+* every write goes to an explicit offset (``pwrite``) and is looped until all its bytes are
+  written: Linux answers a write on a nearly full disk with a *short* count, not an error;
+* a write or fsync that fails makes the whole group fail (nobody gets a 202), and the file
+  is cut back to the last whole record before anything else is written, so bytes of a
+  refused request can never be read back as an event after a restart;
+* the log keeps trying: the next append, or a readiness probe that finds free space again,
+  brings it back without a restart.
+
+Positions are ``(segment, byte offset)``; readers never see past the durable end. A torn
+tail left by a crash (never acknowledged) is cut off when the log is reopened.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import struct
 import threading
 import zlib
 from pathlib import Path
 
-__all__ = ["IntakeLog", "LogReader", "Position"]
+from abaxus.logging import get_logger
+
+__all__ = ["IntakeLog", "LogReader", "LogWriteError", "Position"]
 
 Position = tuple[int, int]
 _HEADER = struct.Struct("<II")
 SEGMENT_BYTES = 256 * 1024 * 1024
+# Below this much free space the readiness probe keeps reporting the queue down.
+MIN_FREE_BYTES = 8 * 1024 * 1024
+
+log = get_logger("abaxus.intake_log")
+
+
+class LogWriteError(OSError):
+    """A group of records could not be made durable; none of them was acknowledged."""
 
 
 def _segment_path(directory: Path, index: int) -> Path:
@@ -40,10 +61,33 @@ def _valid_length(path: Path) -> int:
     while good + _HEADER.size <= len(data):
         length, crc = _HEADER.unpack_from(data, good)
         end = good + _HEADER.size + length
-        if end > len(data) or zlib.crc32(data[good + _HEADER.size:end]) != crc:
+        if length == 0 or end > len(data) or zlib.crc32(data[good + _HEADER.size:end]) != crc:
             break
         good = end
     return good
+
+
+def _fsync_dir(directory: Path) -> None:
+    dir_fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def write_fully(fd: int, data: bytes | bytearray | memoryview, offset: int) -> None:
+    """Write every byte of ``data`` at ``offset``, looping on short writes.
+
+    A count of 0 for a non-empty buffer means the device took nothing: reported as ENOSPC,
+    the only way Linux says it for a file that cannot grow.
+    """
+    view = memoryview(data)
+    while view:
+        written = os.pwrite(fd, view, offset)
+        if written <= 0:
+            raise OSError(errno.ENOSPC, "the device accepted no bytes")
+        view = view[written:]
+        offset += written
 
 
 class IntakeLog:
@@ -58,36 +102,59 @@ class IntakeLog:
         path = _segment_path(directory, self._segment)
         path.touch()
         valid = _valid_length(path)
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
         if valid != path.stat().st_size:  # torn tail from a crash: never acknowledged
-            with path.open("r+b") as f:
-                f.truncate(valid)
-                os.fsync(f.fileno())
-        self._file = path.open("ab", buffering=0)
+            os.ftruncate(self._fd, valid)
+            os.fsync(self._fd)
         self._durable: Position = (self._segment, valid)
         self._pending: list[tuple[bytes, asyncio.Future[Position]]] = []
         self._flushing = False
+        self._flush_task: asyncio.Task[None] | None = None
         self._lock = threading.Lock()
         self._changed = threading.Condition()
         self._closed = False
-        self.healthy_flag = True
+        # Set while the last write failed: what went wrong, for /readyz and the logs.
+        self.problem: str | None = None
+        # True while bytes past the durable end may sit in the file (a cut-back failed).
+        self._dirty_tail = False
 
     @property
     def durable_position(self) -> Position:
         return self._durable
 
     def healthy(self) -> bool:
-        return self.healthy_flag and not self._closed
+        """Whether an append can be expected to succeed; probes the disk after a failure."""
+        if self._closed:
+            return False
+        if self.problem is None:
+            return True
+        with self._lock:
+            if self._dirty_tail and not self._cut_back():
+                return False
+            try:
+                st = os.statvfs(self.directory)
+            except OSError:
+                return False
+            if st.f_bavail * st.f_frsize >= MIN_FREE_BYTES:
+                log.info("intake_log_recovered", after=self.problem)
+                self.problem = None
+                return True
+        return False
 
     async def append(self, payload: bytes) -> Position:
-        """Write one record; returns the position after it once it is durable."""
+        """Write one record; returns the position after it once it is durable.
+
+        Raises ``LogWriteError`` when the record could not be made durable; then nothing
+        of it is in the log.
+        """
         if self._closed:
-            raise RuntimeError("intake log is closed")
+            raise LogWriteError(errno.EBADF, "intake log is closed")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Position] = loop.create_future()
         self._pending.append((payload, future))
         if not self._flushing:
             self._flushing = True
-            loop.create_task(self._flush_loop())
+            self._flush_task = loop.create_task(self._flush_loop())
         return await future
 
     async def _flush_loop(self) -> None:
@@ -96,11 +163,11 @@ class IntakeLog:
                 group, self._pending = self._pending, []
                 try:
                     positions = await asyncio.to_thread(self._write_group, [p for p, _ in group])
-                except Exception as exc:  # disk full, I/O error: nobody gets a 202
-                    self.healthy_flag = False
+                except Exception as exc:  # disk full, I/O error: nobody in the group gets a 202
+                    error = exc if isinstance(exc, LogWriteError) else LogWriteError(errno.EIO, str(exc))
                     for _, fut in group:
                         if not fut.done():
-                            fut.set_exception(exc)
+                            fut.set_exception(error)
                     continue
                 for (_, fut), pos in zip(group, positions):
                     if not fut.done():
@@ -110,39 +177,70 @@ class IntakeLog:
 
     def _write_group(self, payloads: list[bytes]) -> list[Position]:
         with self._lock:
-            positions = []
-            offset = self._durable[1]
+            if self._closed:
+                raise LogWriteError(errno.EBADF, "intake log is closed")
+            if self._dirty_tail and not self._cut_back():
+                raise LogWriteError(errno.EIO, f"intake log cannot cut back a failed write: {self.problem}")
+            if self._durable[1] >= self.segment_bytes:
+                self._roll()
+            start = self._durable[1]
             buf = bytearray()
+            positions = []
             for payload in payloads:
-                if offset + len(buf) > self.segment_bytes and offset + len(buf) > 0:
-                    self._write_and_sync(buf)
-                    buf = bytearray()
-                    self._roll()
-                    offset = 0
                 buf += _HEADER.pack(len(payload), zlib.crc32(payload))
                 buf += payload
-                positions.append((self._segment, offset + len(buf)))
-            self._write_and_sync(buf)
-            self._durable = (self._segment, offset + len(buf))
+                positions.append((self._segment, start + len(buf)))
+            try:
+                write_fully(self._fd, buf, start)
+                os.fsync(self._fd)
+            except OSError as exc:
+                self._failed(exc)
+                raise LogWriteError(exc.errno or errno.EIO, f"intake log write failed: {exc}") from exc
+            self._durable = (self._segment, start + len(buf))
+            if self.problem is not None:
+                log.info("intake_log_recovered", after=self.problem)
+                self.problem = None
         with self._changed:
             self._changed.notify_all()
         return positions
 
-    def _write_and_sync(self, buf: bytes | bytearray) -> None:
-        if buf:
-            self._file.write(buf)
-            os.fsync(self._file.fileno())
+    def _failed(self, exc: OSError) -> None:
+        """Record the failure and cut the file back to the last whole, acknowledged record."""
+        reason = errno.errorcode.get(exc.errno or 0, "EIO")
+        self.problem = f"{reason}: {exc.strerror or exc} in {self.directory}"
+        log.error("intake_log_write_failed", problem=self.problem, durable=list(self._durable))
+        self._dirty_tail = True
+        self._cut_back()
+
+    def _cut_back(self) -> bool:
+        """Truncate to the durable end and fsync; True once the file holds nothing else."""
+        try:
+            os.ftruncate(self._fd, self._durable[1])
+            os.fsync(self._fd)
+        except OSError as exc:
+            log.error("intake_log_cut_back_failed", error=str(exc))
+            return False
+        self._dirty_tail = False
+        return True
 
     def _roll(self) -> None:
-        self._file.close()
-        self._segment += 1
-        self._file = _segment_path(self.directory, self._segment).open("ab", buffering=0)
-        dir_fd = os.open(self.directory, os.O_RDONLY)
+        """Start the next segment; on failure nothing changes and the group is refused."""
+        nxt = self._segment + 1
+        path = _segment_path(self.directory, nxt)
         try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-        self._durable = (self._segment, 0)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            try:
+                _fsync_dir(self.directory)
+            except OSError:
+                os.close(fd)
+                raise
+        except OSError as exc:
+            path.unlink(missing_ok=True)
+            self.problem = f"{errno.errorcode.get(exc.errno or 0, 'EIO')}: cannot start segment {path.name}: {exc}"
+            raise LogWriteError(exc.errno or errno.EIO, self.problem) from exc
+        os.close(self._fd)
+        self._fd, self._segment = fd, nxt
+        self._durable = (nxt, 0)
 
     def wait_for_data(self, position: Position, timeout: float) -> None:
         """Block a reader until the log has grown past ``position`` (or the timeout)."""
@@ -155,13 +253,27 @@ class IntakeLog:
         with self._changed:
             self._changed.notify_all()
         with self._lock:
-            self._file.close()
+            os.close(self._fd)
 
     def delete_before(self, segment: int) -> None:
         """Drop whole segments the dataflow has committed past."""
         for index in _segments(self.directory):
             if index < segment:
                 _segment_path(self.directory, index).unlink(missing_ok=True)
+
+    def backlog_bytes(self, done: Position) -> int:
+        """Bytes durable in the log past ``done`` (what the dataflow has still to store)."""
+        seg, off = self._durable
+        if done[0] == seg:
+            return max(0, off - done[1])
+        total = off
+        for index in range(done[0], seg):
+            try:
+                size = _segment_path(self.directory, index).stat().st_size
+            except FileNotFoundError:
+                continue
+            total += size - (done[1] if index == done[0] else 0)
+        return max(0, total)
 
 
 class LogReader:
