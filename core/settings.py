@@ -44,6 +44,10 @@ class Settings:
     # Size at which the intake log starts a new segment; segments the sink has committed
     # past are deleted, so the log holds little more than what is still in flight.
     log_segment_bytes: int = 256 * 1024 * 1024
+    # Back-pressure (§17): past either bound, event requests get 503 NOT_READY + Retry-After
+    # and nothing of them is accepted, so lag and memory stay bounded under any load.
+    intake_max_backlog_events: int = 500_000
+    intake_max_lag_seconds: float = 5.0
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -77,7 +81,13 @@ class Settings:
             epoch_seconds = float(epoch) if epoch else 5.0
         except ValueError:
             raise SettingsError(f"ABAXUS_EPOCH_SECONDS must be a number of seconds, got {epoch!r}.") from None
+        lag = get("ABAXUS_INTAKE_MAX_LAG") or "5s"
+        m_lag = _DURATION_RE.match(lag)
+        if m_lag is None or int(m_lag.group(1)) < 1:
+            raise SettingsError(f"ABAXUS_INTAKE_MAX_LAG must look like 5s or 2m (at least 1s), got {lag!r}.")
         return cls(
+            intake_max_backlog_events=integer("ABAXUS_INTAKE_MAX_BACKLOG", 500_000, 1_000),
+            intake_max_lag_seconds=float(int(m_lag.group(1)) * _UNITS[m_lag.group(2)]),
             data_dir=Path(get("ABAXUS_DATA_DIR") or "./abaxus-data"),
             database_url=get("ABAXUS_DATABASE_URL"),
             clickhouse_url=get("ABAXUS_CLICKHOUSE_URL"),

@@ -18,6 +18,18 @@ class Telemetry:
         self.pipeline_lag = Gauge(
             "abaxus_pipeline_lag_seconds", "Age of the oldest accepted event not yet in the usage store.",
             registry=self.registry)
+        self.intake_backlog = Gauge(
+            "abaxus_intake_backlog_events", "Events acknowledged (durable) but not yet in the usage store.",
+            registry=self.registry)
+        self.intake_backlog_limit = Gauge(
+            "abaxus_intake_backlog_limit_events", "Back-pressure bound on the backlog; past it events get 503.",
+            registry=self.registry)
+        self.intake_lag_limit = Gauge(
+            "abaxus_intake_lag_limit_seconds", "Back-pressure bound on the pipeline lag; past it events get 503.",
+            registry=self.registry)
+        self.intake_refused = Counter(
+            "abaxus_intake_refused_requests", "Event requests answered 503 with nothing accepted, by reason.",
+            ["reason"], registry=self.registry)
         self.http_duration = Histogram(
             "abaxus_http_request_duration_seconds", "HTTP request latency.", ["method", "route", "status"],
             registry=self.registry,

@@ -54,6 +54,15 @@ COALESCE_SECONDS = 0.1
 _MAX_RECORDS = 256
 
 
+def _short_reason(exc: BaseException) -> str:
+    """The ClickHouse error name (``NOT_ENOUGH_SPACE``) or the exception's first line."""
+    text = str(exc)
+    for word in text.replace("(", " ").replace(")", " ").split():
+        if word.isupper() and "_" in word and len(word) > 4:
+            return f"{word}: {text.splitlines()[0][:200] if text else type(exc).__name__}"
+    return (text.splitlines()[0][:200] if text else type(exc).__name__)
+
+
 class _LogPartition(StatefulSourcePartition[Any, Position]):
     def __init__(self, flow: Dataflow, resume: Position | None) -> None:
         self.flow = flow
@@ -145,6 +154,8 @@ class Dataflow:
         self._thread: threading.Thread | None = None
         self.error: BaseException | None = None
         self.bloom = BloomFilter(capacity=0)  # sized from the store in start()
+        # Why the last insert into the usage store failed; None while inserts succeed.
+        self.store_problem: str | None = None
 
     # ---- lifecycle ---------------------------------------------------------------------
     def start(self) -> None:
@@ -253,6 +264,7 @@ class Dataflow:
     def store_results(self, items: list[DedupResult]) -> None:
         kept = [r.kept for r in items if r.kept.num_rows]
         dropped = [r.dropped for r in items if r.dropped.num_rows]
+        failures = 0
         while True:
             stamp = now_ms()
             now = datetime.fromtimestamp(stamp / 1000, tz=timezone.utc)
@@ -268,12 +280,20 @@ class Dataflow:
                         "idempotency_key": d.column("idempotency_key"), "customer_id": d.column("customer_id"),
                         "metric_key": d.column("metric_key"),
                         "received_at": d.column("accepted_at")}, schema=_DUP_SCHEMA))
+                if failures:
+                    log.info("usage_store_recovered", failed_attempts=failures)
+                    self.store_problem = None
+                    self.progress.set_stalled(None)
                 break
             except Exception as exc:  # the store is down: keep the events, retry
-                log.warning("usage_store_insert_failed", error=str(exc))
+                failures += 1
+                self.store_problem = _short_reason(exc)
+                log.warning("usage_store_insert_failed", error=str(exc)[:500], attempt=failures)
+                if failures >= 2:  # not a blip: waiting requests get 503 instead of a stale answer
+                    self.progress.set_stalled(self.store_problem)
                 if self.stopping.is_set():
                     raise
-                time.sleep(0.5)
+                time.sleep(min(0.25 * 2 ** min(failures, 4), 2.0))
             finally:
                 self.progress.inserting(None)
         for r in items:

@@ -23,15 +23,19 @@ class Progress:
     def __init__(self, start: Position = (0, 0)) -> None:
         self._cond = threading.Condition()
         self.done: Position = start
-        self._accepted: collections.deque[tuple[Position, int]] = collections.deque()
+        self._accepted: collections.deque[tuple[Position, int, int]] = collections.deque()
+        self._backlog_events = 0
         self._kept: dict[Position, set[str]] = {}
         self._inserting_since: int | None = None
         self.alive = True
+        # Why the sink cannot store right now (the usage store refuses inserts), else None.
+        self.stalled: str | None = None
 
-    def accepted(self, position: Position, at_ms: int) -> None:
+    def accepted(self, position: Position, at_ms: int, events: int = 0) -> None:
         with self._cond:
             if position > self.done:
-                self._accepted.append((position, at_ms))
+                self._accepted.append((position, at_ms, events))
+                self._backlog_events += events
 
     def inserting(self, started_ms: int | None) -> None:
         with self._cond:
@@ -44,7 +48,7 @@ class Progress:
             if position > self.done:
                 self.done = position
             while self._accepted and self._accepted[0][0] <= self.done:
-                self._accepted.popleft()
+                self._backlog_events -= self._accepted.popleft()[2]
             self._cond.notify_all()
 
     def wait_for(self, position: Position, timeout: float) -> set[str] | None:
@@ -68,6 +72,8 @@ class Progress:
             left = deadline - time.monotonic()
             if left <= 0 or not self.alive:
                 raise TimeoutError(f"dataflow has not stored position {position}")
+            if self.stalled is not None:
+                raise TimeoutError(f"the usage store cannot take events: {self.stalled}")
             self._cond.wait(min(left, 0.5))
 
     def lag_seconds(self) -> float:
@@ -75,6 +81,17 @@ class Progress:
             if not self._accepted:
                 return 0.0
             return max(0.0, (now_ms() - self._accepted[0][1]) / 1000)
+
+    def set_stalled(self, reason: str | None) -> None:
+        """Mark the sink blocked (or free again); waiters give up at once instead of timing out."""
+        with self._cond:
+            self.stalled = reason
+            self._cond.notify_all()
+
+    def backlog_events(self) -> int:
+        """Events acknowledged (durable) but not yet in the usage store."""
+        with self._cond:
+            return self._backlog_events
 
     def safe_as_of(self) -> int:
         """A usage watermark no later insert can precede: now, or just before an insert in flight."""

@@ -19,7 +19,7 @@ from abaxus.logging import get_logger
 from abaxus.pipeline.catalog_view import CatalogView
 from abaxus.pipeline.dataflow import Dataflow
 from abaxus.pipeline.intake import EventValidator
-from abaxus.pipeline.log import IntakeLog, Position
+from abaxus.pipeline.log import IntakeLog, LogWriteError, Position
 from abaxus.pipeline.records import encode_record
 from abaxus.settings import Settings, SettingsError
 from abaxus.store.usage import EVENT_SCHEMA, UsageStore
@@ -30,6 +30,7 @@ __all__ = ["Ingestion"]
 
 BACKFILL_TIMEOUT_S = 60.0
 CATCH_UP_TIMEOUT_S = 30.0
+RETRY = {"Retry-After": "1"}
 
 
 log = get_logger("abaxus.ingestion")
@@ -60,15 +61,40 @@ class Ingestion:
         for code in codes:
             self.telemetry.events_rejected.labels(code).inc()
 
+    def backlog_events(self) -> int:
+        return self.dataflow.progress.backlog_events()
+
+    def overloaded(self) -> str | None:
+        """Why new events must wait (the back-pressure bound is passed), else None."""
+        backlog = self.dataflow.progress.backlog_events()
+        if backlog >= self.settings.intake_max_backlog_events:
+            return f"{backlog:,} acknowledged events are not stored yet (bound {self.settings.intake_max_backlog_events:,})"
+        lag = self.dataflow.lag_seconds()
+        if lag >= self.settings.intake_max_lag_seconds:
+            return f"the pipeline is {lag:.1f} s behind (bound {self.settings.intake_max_lag_seconds:g} s)"
+        return None
+
     async def submit(self, batch: pa.RecordBatch, *, backfill: bool = False) -> Position:
-        """Append accepted events durably; raise NOT_READY if the log cannot take them."""
-        if not self.dataflow.healthy() or not self.log.healthy():
-            raise Unavailable("NOT_READY", "The intake log or dataflow is down; nothing was accepted. Retry shortly.")
+        """Append accepted events durably; raise NOT_READY (nothing accepted) if that cannot be promised.
+
+        Refused, with ``Retry-After``, when the dataflow is down, when the back-pressure bound
+        is passed, and when the log write or its fsync fails (the log is then cut back to its
+        last whole record, so nothing of this request survives a restart).
+        """
+        if not self.dataflow.healthy():
+            raise Unavailable("NOT_READY", "The dataflow is down; nothing was accepted. Retry shortly.", headers=RETRY)
+        busy = self.overloaded()
+        if busy is not None:
+            self.telemetry.intake_refused.labels("backpressure").inc()
+            raise Unavailable("NOT_READY", f"Abaxus is behind: {busy}; nothing was accepted. Retry after "
+                              f"{RETRY['Retry-After']} s.", headers=RETRY)
         try:
             position = await self.log.append(encode_record(batch, backfill=backfill))
-        except Exception:
-            raise Unavailable("NOT_READY", "The intake log could not write; nothing was accepted. Retry shortly.") from None
-        self.dataflow.progress.accepted(position, now_ms())
+        except LogWriteError as exc:
+            self.telemetry.intake_refused.labels("log_write_failed").inc()
+            raise Unavailable("NOT_READY", f"The intake log could not make the events durable ({self.log.problem or exc}); "
+                              "nothing was accepted. Free disk space or retry shortly.", headers=RETRY) from None
+        self.dataflow.progress.accepted(position, now_ms(), batch.num_rows)
         return position
 
     def caught_up_as_of(self, timeout: float = CATCH_UP_TIMEOUT_S) -> int:
@@ -76,13 +102,17 @@ class Ingestion:
 
         Waits (bounded) until the dataflow has stored everything durable at this instant, then
         takes the watermark: an invoice created after its events got their 202s counts them.
-        If the pipeline is further behind than ``timeout``, the watermark says what was seen
-        and an adjustment bills the rest later.
+        If that cannot happen in ``timeout`` (or the usage store refuses inserts), the request
+        gets 503 NOT_READY and nothing is done: an invoice never silently misses usage that
+        was acknowledged before it (§17). Back-pressure keeps the normal wait well below this.
         """
         try:
             self.dataflow.progress.wait_through(self.log.durable_position, timeout)
-        except TimeoutError:
-            log.warning("usage_not_caught_up", timeout_s=timeout, lag_s=round(self.dataflow.lag_seconds(), 3))
+        except TimeoutError as exc:
+            log.warning("usage_not_caught_up", timeout_s=timeout, lag_s=round(self.dataflow.lag_seconds(), 3),
+                        reason=str(exc))
+            raise Unavailable("NOT_READY", f"Not every acknowledged event is stored yet ({exc}); nothing was done. "
+                              "Retry shortly.", headers=RETRY) from None
         return self.dataflow.progress.safe_as_of()
 
     async def wait_stored(self, position: Position) -> set[str] | None:

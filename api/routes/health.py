@@ -18,20 +18,38 @@ async def healthz() -> Response[dict[str, str]]:
     return json_response({"status": "ok"})
 
 
-def _checks(svc: Services) -> dict[str, str]:
+def _checks(svc: Services) -> tuple[dict[str, str], dict[str, str]]:
+    """Each part ``ok``/``down`` (§17), and for a part that is down, what went wrong."""
     checks = {"metadata_store": "ok" if ping(svc.engine) else "down"}
-    for name, part in (("usage_store", svc.usage), ("queue", svc.intake.log if svc.intake else None),
-                       ("dataflow", svc.dataflow)):
-        if part is not None:
-            checks[name] = "ok" if part.healthy() else "down"
-    return checks
+    reasons: dict[str, str] = {}
+    if checks["metadata_store"] != "ok":
+        reasons["metadata_store"] = "the metadata database does not answer"
+    if svc.usage is not None:
+        store_problem = svc.dataflow.store_problem if svc.dataflow is not None else None
+        answers = svc.usage.healthy()
+        checks["usage_store"] = "ok" if answers and store_problem is None else "down"
+        if not answers:
+            reasons["usage_store"] = "the usage store does not answer queries"
+        elif store_problem is not None:
+            reasons["usage_store"] = f"inserts fail: {store_problem}"
+    if svc.intake is not None:
+        queue_ok = svc.intake.log.healthy()
+        checks["queue"] = "ok" if queue_ok else "down"
+        if not queue_ok:
+            reasons["queue"] = svc.intake.log.problem or "the intake log is closed"
+    if svc.dataflow is not None:
+        checks["dataflow"] = "ok" if svc.dataflow.healthy() else "down"
+        if checks["dataflow"] != "ok":
+            reasons["dataflow"] = str(svc.dataflow.error or "the dataflow is not running")[:300]
+    return checks, reasons
 
 
 @get("/readyz", tags=["operations"])
 async def readyz(svc: Services) -> Response[dict[str, str]]:
-    checks = await run(_checks, svc)
+    checks, reasons = await run(_checks, svc)
     if any(v != "ok" for v in checks.values()):
-        raise Unavailable("NOT_READY", "A store, the queue or the dataflow is down; see checks.", extra={"checks": checks})
+        down = ", ".join(f"{k} ({reasons.get(k, 'down')})" for k, v in checks.items() if v != "ok")
+        raise Unavailable("NOT_READY", f"Not ready: {down}.", extra={"checks": checks, "reasons": reasons})
     return json_response({"status": "ready"})
 
 
@@ -39,6 +57,10 @@ async def readyz(svc: Services) -> Response[dict[str, str]]:
 async def prometheus_metrics(svc: Services) -> Response[Any]:
     if svc.dataflow is not None:
         svc.telemetry.pipeline_lag.set(svc.dataflow.lag_seconds())
+    if svc.intake is not None:
+        svc.telemetry.intake_backlog.set(svc.intake.backlog_events())
+        svc.telemetry.intake_backlog_limit.set(svc.settings.intake_max_backlog_events)
+        svc.telemetry.intake_lag_limit.set(svc.settings.intake_max_lag_seconds)
     return Response(content=svc.telemetry.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
 
