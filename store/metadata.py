@@ -11,9 +11,9 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 
-__all__ = ["is_postgres", "migrate", "open_engine", "ping"]
+__all__ = ["alembic_config", "is_postgres", "migrate", "open_engine", "ping"]
 
 _MIGRATIONS = str(Path(__file__).parent / "migrations")
 
@@ -49,13 +49,27 @@ def is_postgres(engine: Engine) -> bool:
     return engine.dialect.name == "postgresql"
 
 
-def migrate(engine: Engine) -> None:
-    """Create or upgrade the metadata schema to the newest revision."""
+def migrate(engine: Engine, revision: str = "head") -> None:
+    """Create or upgrade the metadata schema to ``revision`` (the newest by default).
+
+    Alembic applies only the revisions a database lacks, so this is safe to re-run, and a
+    database at any earlier revision is brought forward step by step. ``revision`` is there
+    for tests that build a database as an older release left it.
+    """
+    with engine.begin() as conn:
+        command.upgrade(alembic_config(conn), revision)
+
+
+def alembic_config(connection: Connection) -> Config:
+    """Alembic's configuration for our migrations, bound to ``connection`` (``env.py`` uses it).
+
+    Public so tests and operators can run any Alembic command (``stamp``, ``current``,
+    ``history``) on exactly the environment ``migrate`` uses.
+    """
     config = Config()
     config.set_main_option("script_location", _MIGRATIONS)
-    with engine.begin() as conn:
-        config.attributes["connection"] = conn
-        command.upgrade(config, "head")
+    config.attributes["connection"] = connection
+    return config
 
 
 def ping(engine: Engine) -> bool:
