@@ -18,10 +18,10 @@ import clickhouse_connect
 import pyarrow as pa
 
 from abaxus.settings import Settings
+from abaxus.store import usage_migrations
+from abaxus.store.usage_migrations import DB
 
 __all__ = ["EVENT_SCHEMA", "Aggregate", "MetricSpec", "UsageStore", "migrate_usage", "open_usage_client"]
-
-DB = "abaxus"
 
 EVENT_SCHEMA = pa.schema([
     ("event_id", pa.string()),
@@ -37,55 +37,6 @@ EVENT_SCHEMA = pa.schema([
     ("void_reason", pa.string()),
 ])
 
-_DDL = [
-    f"CREATE DATABASE IF NOT EXISTS {DB}",
-    f"""CREATE TABLE IF NOT EXISTS {DB}.events (
-  event_id String,
-  idempotency_key String,
-  customer_id String,
-  metric_key LowCardinality(String),
-  value Decimal(38, 10),
-  timestamp DateTime64(3, 'UTC'),
-  properties Map(String, String),
-  ingested_at DateTime64(3, 'UTC'),
-  voided Bool,
-  voided_at DateTime64(3, 'UTC'),
-  void_reason String,
-  INDEX idx_idempotency_key idempotency_key TYPE bloom_filter GRANULARITY 4
-) ENGINE = ReplacingMergeTree(voided_at)
-PARTITION BY toYYYYMM(timestamp)
-ORDER BY (customer_id, metric_key, idempotency_key)""",
-    f"CREATE VIEW IF NOT EXISTS {DB}.events_dedup AS SELECT * FROM {DB}.events FINAL",
-    # Pre-aggregated usage for the summary endpoint (sum and count metrics; sumIf/countIf
-    # rather than a per-row multiIf: ~15 % faster inserts, measured). A void arrives
-    # as a retraction row (voided_at ≥ ingested_at: −1); a row stored already voided (a
-    # pending void, voided_at < ingested_at) never counted, so it contributes 0.
-    f"""CREATE TABLE IF NOT EXISTS {DB}.usage_hourly (
-  customer_id String,
-  metric_key LowCardinality(String),
-  hour DateTime('UTC'),
-  value_sum Decimal(38, 10),
-  event_count Int64
-) ENGINE = SummingMergeTree ORDER BY (customer_id, metric_key, hour)""",
-    f"""CREATE MATERIALIZED VIEW IF NOT EXISTS {DB}.usage_hourly_mv TO {DB}.usage_hourly AS
-SELECT customer_id, metric_key, toStartOfHour(timestamp) AS hour,
-       sumIf(value, NOT voided) - sumIf(value, voided AND voided_at >= ingested_at) AS value_sum,
-       toInt64(countIf(NOT voided)) - toInt64(countIf(voided AND voided_at >= ingested_at)) AS event_count
-FROM {DB}.events GROUP BY customer_id, metric_key, hour""",
-    f"""CREATE TABLE IF NOT EXISTS {DB}.event_duplicates (
-  idempotency_key String,
-  customer_id String,
-  metric_key LowCardinality(String),
-  received_at DateTime64(3, 'UTC')
-) ENGINE = MergeTree ORDER BY (idempotency_key, received_at)""",
-    f"""CREATE TABLE IF NOT EXISTS {DB}.pending_voids (
-  idempotency_key String,
-  reason String,
-  voided_at DateTime64(3, 'UTC')
-) ENGINE = ReplacingMergeTree ORDER BY idempotency_key""",
-]
-
-
 def open_usage_client(settings: Settings) -> Any:
     """A new clickhouse-connect client: chDB under the data dir, or the configured server."""
     if settings.clickhouse_url:
@@ -95,11 +46,11 @@ def open_usage_client(settings: Settings) -> Any:
     return clickhouse_connect.get_client(dsn=f"chdb:///{path}", tz_mode="aware")
 
 
-def migrate_usage(settings: Settings) -> None:
+def migrate_usage(settings: Settings) -> list[int]:
+    """Apply the usage-schema steps this store lacks (``usage_migrations``); the versions applied."""
     client = open_usage_client(settings)
     try:
-        for statement in _DDL:
-            client.command(statement)
+        return usage_migrations.migrate(client)
     finally:
         client.close()
 

@@ -4,6 +4,10 @@ Metadata store (SQLite and PostgreSQL): for every revision before head, build a 
 that revision, fill it with rows, upgrade, and ask Alembic's autogenerate comparison whether
 the result differs from ``abaxus.store.tables`` (it must not). Databases the old
 ``create_all`` baseline made (stamped ``0001`` while holding later columns) upgrade too.
+
+Usage store (chDB): the versioned steps run once, are recorded once, and a store created
+before the ledger existed (the first release's summary view, no ``schema_migrations``)
+reaches today's definitions.
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
-from abaxus.store import tables
+from abaxus.settings import Settings
+from abaxus.store import tables, usage_migrations
 from abaxus.store.migrations.comparison import include_object
 from abaxus.store.metadata import alembic_config, migrate, open_engine
 
@@ -193,3 +198,76 @@ def test_legacy_baseline_stamped_0001_with_later_columns_upgrades(engine: sa.Eng
     assert _current(engine) == HEAD
     _assert_rows_kept(engine, written)
     assert _schema_diff(engine) == []
+
+
+# ---- usage store (chDB) -------------------------------------------------------------------
+# chDB serves one data directory per process at a time: each test closes its store before the
+# next opens, as the other usage-store tests do.
+
+
+def _ledger(store: Any) -> list[tuple[int, str]]:
+    rows = store.client.query(f"SELECT version, description FROM {usage_migrations.LEDGER} ORDER BY version")
+    return [(int(v), d) for v, d in rows.result_rows]
+
+
+def _mv_query(store: Any) -> str:
+    rows = store.client.query("SELECT create_table_query FROM system.tables "
+                              "WHERE database = 'abaxus' AND name = 'usage_hourly_mv'").result_rows
+    return str(rows[0][0])
+
+
+def test_usage_store_migrates_once_and_reopens_as_a_no_op(tmp_path: Path) -> None:
+    from abaxus.store.usage import UsageStore, migrate_usage
+
+    settings = Settings(data_dir=tmp_path / "data")
+    everything = [(s.version, s.description) for s in usage_migrations.STEPS]
+    store = UsageStore(settings)
+    try:
+        assert _ledger(store) == everything
+        assert "sumIf" in _mv_query(store) and "multiIf" not in _mv_query(store)
+    finally:
+        store.close()
+    store = UsageStore(settings)  # re-opened: nothing to apply, nothing recorded twice
+    try:
+        assert _ledger(store) == everything
+    finally:
+        store.close()
+    assert migrate_usage(settings) == []
+
+
+def test_usage_store_from_before_the_ledger_reaches_todays_schema(tmp_path: Path) -> None:
+    """A store the first release created: its DDL, its summary view, no ``schema_migrations``."""
+    from datetime import datetime, timezone
+
+    from abaxus.store.usage import DB, UsageStore, open_usage_client
+
+    settings = Settings(data_dir=tmp_path / "data")
+    client = open_usage_client(settings)
+    try:
+        client.command(f"CREATE DATABASE IF NOT EXISTS {DB}")
+        for statement in usage_migrations.STEPS[0].statements:
+            client.command(statement)
+        assert not int(client.command(f"EXISTS TABLE {usage_migrations.LEDGER}"))
+        at = datetime.fromtimestamp(T0 / 1000, tz=timezone.utc)
+        epoch = datetime.fromtimestamp(0, tz=timezone.utc)
+        client.insert(f"{DB}.events", [["evt_1", "req_1", "cust_acme", "api_calls", 1000, at, {}, at, False, epoch, ""]],
+                      column_names=["event_id", "idempotency_key", "customer_id", "metric_key", "value", "timestamp",
+                                    "properties", "ingested_at", "voided", "voided_at", "void_reason"])
+    finally:
+        client.close()
+
+    store = UsageStore(settings)
+    try:
+        assert [v for v, _ in _ledger(store)] == [s.version for s in usage_migrations.STEPS]
+        assert "sumIf" in _mv_query(store)
+        assert store.count_events() == 1
+        # The swapped view still feeds the summary: a new event lands in usage_hourly.
+        store.client.insert(f"{DB}.events", [["evt_2", "req_2", "cust_acme", "api_calls", 500, at, {}, at, False,
+                                              epoch, ""]],
+                            column_names=["event_id", "idempotency_key", "customer_id", "metric_key", "value",
+                                          "timestamp", "properties", "ingested_at", "voided", "voided_at",
+                                          "void_reason"])
+        total = store.client.query(f"SELECT sum(value_sum), sum(event_count) FROM {DB}.usage_hourly").result_rows[0]
+        assert (int(total[0]), int(total[1])) == (1500, 2)
+    finally:
+        store.close()
