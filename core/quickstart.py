@@ -72,8 +72,12 @@ def run_quickstart(data_dir: Path, events: int = 1_200_000, progress: Callable[[
                 batch = [{"customer_id": "cust_acme", "metric_key": "api_calls", "value": 1,
                           "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(1775001600 + (sent + i) % 2_500_000)),
                           "idempotency_key": f"qs-{sent + i}"} for i in range(n)]
-                r = c.post("/v1/events/batch", content=msgspec.json.encode({"events": batch}),
-                           headers={"Content-Type": "application/json"})
+                body_bytes = msgspec.json.encode({"events": batch})
+                while True:
+                    r = c.post("/v1/events/batch", content=body_bytes, headers={"Content-Type": "application/json"})
+                    if r.status_code != 503:  # 503: back-pressure, nothing accepted; resend after Retry-After
+                        break
+                    time.sleep(float(r.headers.get("retry-after", "1")))
                 r.raise_for_status()
                 sent += n
                 if progress:
