@@ -74,7 +74,7 @@ def test_a_deprecated_version_refuses_new_subscriptions_and_keeps_existing_ones(
 
 def test_scheduled_version_is_not_the_default_until_it_takes_effect(client):
     setup_quickstart_catalog(client)
-    body = PLAN_JSON[:-1] + b', "effective_from": "2999-01-01T00:00:00Z"}'
+    body = PLAN_JSON[:-1] + b', "effective_from": "2199-01-01T00:00:00Z"}'
     r = client.post("/v1/price-plans", content=body, headers=JSON)
     assert r.json()["status"] == "scheduled"
     assert client.get("/v1/price-plans/plan_growth/versions/1").json()["status"] == "active"
