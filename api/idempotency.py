@@ -31,10 +31,15 @@ def _applies(method: str, path: str) -> bool:
 
 
 def _fingerprint(method: str, path: str, body: bytes) -> tuple[str, Any]:
+    """The request's digest and its parsed body (``None`` if it is not JSON).
+
+    A body that does not parse (not JSON, not UTF-8, nested too deep to decode) is hashed as
+    sent; the route then refuses it with its own error, which is what gets replayed.
+    """
     try:
         parsed = _loose.decode(body) if body.strip() else {}
         canonical = _canonical.encode(parsed)
-    except (msgspec.DecodeError, TypeError):
+    except (msgspec.MsgspecError, TypeError, RecursionError):
         parsed, canonical = None, body
     digest = hashlib.sha256(method.encode() + b" " + path.encode() + b"\n" + canonical).hexdigest()
     return digest, parsed

@@ -6,10 +6,11 @@ accepted ones become columns (never a list of dicts) and one durable log record.
 
 from __future__ import annotations
 
+import re
 import time
 from decimal import Decimal
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Annotated, Any, NamedTuple
 
 import msgspec
 import pyarrow as pa
@@ -21,6 +22,7 @@ from abaxus.pipeline.catalog_view import CatalogView
 from abaxus.pipeline.records import INTAKE_SCHEMA
 from abaxus.schemas.codec import validation_error
 from abaxus.schemas.events import EventBatchTyped, EventIn
+from abaxus.schemas.nesting import too_deep
 
 __all__ = ["Accepted", "EventValidator", "Rejected"]
 
@@ -28,6 +30,31 @@ MAX_VALUE = Decimal(10) ** 18
 FUTURE_MS = 5 * 60 * 1000
 _decoder = msgspec.json.Decoder(EventIn)
 _batch_decoder = msgspec.json.Decoder(EventBatchTyped)
+# Python's Decimal() forgives what a decimal string must not hold: surrounding spaces
+# ("  5 " is 5), underscores ("5_0" is 50), non-ASCII digits. A value sent as a string must be
+# a plain decimal; msgspec has already turned it into a Decimal, so the text is checked apart.
+_PLAIN_DECIMAL = r"^[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?\Z"
+_plain_decimal = re.compile(_PLAIN_DECIMAL)
+
+
+class _ValueText(msgspec.Struct, gc=False):
+    """The fast path's check, in C: numbers pass, strings must match (anything odd: slow path)."""
+
+    value: int | float | Annotated[str, msgspec.Meta(pattern=_PLAIN_DECIMAL)] | None = None
+
+
+class _BatchValueText(msgspec.Struct, gc=False):
+    events: list[_ValueText]
+
+
+class _RawValue(msgspec.Struct, gc=False):
+    """The slow path's check: the value exactly as sent, for one event."""
+
+    value: msgspec.Raw = msgspec.Raw(b"null")
+
+
+_batch_value_text = msgspec.json.Decoder(_BatchValueText)
+_raw_value = msgspec.json.Decoder(_RawValue)
 _TS = pa.timestamp("ms", tz="UTC")
 _DECIMAL = pa.decimal128(38, 10)
 _EVENT_SCHEMA = INTAKE_SCHEMA
@@ -72,6 +99,12 @@ def _properties_map(events: list[EventIn]) -> pa.MapArray:
         offsets.append(len(names))
     return pa.MapArray.from_arrays(pa.array(offsets, pa.int32()), pa.array(names, pa.string()),
                                    pa.array(texts, pa.string()))
+
+
+def _plain_value_text(raw_event: bytes) -> bool:
+    """Whether the event's ``value``, if sent as a string, is a plain decimal (see ``_PLAIN_DECIMAL``)."""
+    text = bytes(_raw_value.decode(raw_event).value)
+    return text[:1] != b'"' or _plain_decimal.match(msgspec.json.decode(text)) is not None
 
 
 class EventValidator:
@@ -132,7 +165,8 @@ class EventValidator:
         """
         try:
             events = _batch_decoder.decode(body).events
-        except (msgspec.ValidationError, msgspec.DecodeError):
+            _batch_value_text.decode(body)
+        except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
             return None
         n = len(events)
         if not 1 <= n <= 1000:
@@ -192,6 +226,13 @@ class EventValidator:
                     raise err from None
                 except msgspec.DecodeError:
                     raise AbaxusError("MALFORMED_JSON", "Each event must be a JSON object.", prefix.rstrip(".") or None, status=400) from None
+                except RecursionError:
+                    err = too_deep(raw, EventIn)
+                    err.field = f"{prefix}{err.field}" if err.field else prefix.rstrip(".") or None
+                    raise err from None
+                if e.value is not None and not _plain_value_text(raw):
+                    raise InvalidInput("INVALID_DECIMAL", "Send value as a JSON number or a plain decimal string such as "
+                                       "\"12.5\" (no spaces, underscores or other digits).", f"{prefix}value")
                 ms, value, props = self._check(e, now, prefix)
             except AbaxusError as err:
                 rejected.append(Rejected(i, err))

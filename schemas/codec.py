@@ -13,8 +13,9 @@ from typing import Any, TypeVar
 import msgspec
 
 from abaxus.errors import AbaxusError, InvalidInput
+from abaxus.schemas.nesting import too_deep
 
-__all__ = ["decode_json", "encode_json", "json_path_to_field"]
+__all__ = ["decode_json", "empty_body_error", "encode_json", "json_path_to_field", "require_utf8"]
 
 T = TypeVar("T")
 
@@ -43,16 +44,47 @@ def _join(base: str | None, name: str) -> str:
     return f"{base}.{name}" if base else name
 
 
-def decode_json(body: bytes, tp: type[T]) -> T:
-    """Decode a request body into ``tp`` or raise the contract's error for the first problem."""
+def decode_json(body: bytes, tp: type[T], *, shape: Any = None) -> T:
+    """Decode a request body into ``tp`` or raise the contract's error for the first problem.
+
+    An empty body stands for ``{}`` (§1), but only where ``{}`` is a valid body: elsewhere
+    it is ``400 MALFORMED_JSON``, since a client that sent nothing sent no object at all.
+    ``shape`` names the field in a too-deep error where ``tp`` keeps members as raw JSON
+    (the batch envelope); it defaults to ``tp``.
+    """
     if not body.strip():
-        body = b"{}"
+        try:
+            return _decoder(tp).decode(b"{}")
+        except msgspec.ValidationError as exc:
+            raise empty_body_error(validation_error(str(exc)).field) from None
     try:
         return _decoder(tp).decode(body)
     except msgspec.ValidationError as exc:
         raise validation_error(str(exc)) from None
     except msgspec.DecodeError:
         raise AbaxusError("MALFORMED_JSON", "Send a JSON object encoded as UTF-8.", None, status=400) from None
+    except RecursionError:
+        raise too_deep(body, shape if shape is not None else tp) from None
+
+
+def empty_body_error(required: str | None) -> AbaxusError:
+    """``400`` for an empty body where ``{}`` would not do; ``required`` is a field it lacks."""
+    needs = f"this request needs '{required}' and the other required fields" if required else "this request has required fields"
+    return AbaxusError("MALFORMED_JSON", f"Send a JSON object body: {needs} (an empty body stands for {{}} only where "
+                                         "{} is a valid body).", None, status=400)
+
+
+def require_utf8(body: bytes) -> None:
+    """Refuse a body that is not UTF-8 (§3), for decodes that keep members as raw JSON.
+
+    msgspec checks UTF-8 only in the strings it decodes; raw members pass through as bytes.
+    """
+    if body.isascii():
+        return
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise AbaxusError("MALFORMED_JSON", "Send the body encoded as UTF-8.", None, status=400) from None
 
 
 def validation_error(message: str) -> AbaxusError:

@@ -15,8 +15,8 @@ from abaxus.api.state import Services
 from abaxus.billing.usage import event_out
 from abaxus.errors import AbaxusError, InvalidInput
 from abaxus.pipeline.intake import Accepted, Rejected
-from abaxus.schemas.codec import decode_json
-from abaxus.schemas.events import EventBatchIn, VoidIn
+from abaxus.schemas.codec import decode_json, empty_body_error, require_utf8
+from abaxus.schemas.events import EventBatchIn, EventBatchTyped, VoidIn
 from abaxus.timefmt import parse_timestamp
 
 MAX_BATCH = 1000
@@ -39,7 +39,8 @@ async def _validated_batch(request: Request[Any, Any, Any], svc: Services) -> tu
 
 
 def _batch_raws(raw: bytes) -> list[bytes]:
-    body = decode_json(raw, EventBatchIn)
+    body = decode_json(raw, EventBatchIn, shape=EventBatchTyped)
+    require_utf8(raw)  # the events are kept raw: checked once here, not one by one as 422s
     if len(body.events) > MAX_BATCH:
         raise AbaxusError("PAYLOAD_TOO_LARGE", f"Send at most {MAX_BATCH} events per batch; split the rest.", "events", status=413)
     if not body.events:
@@ -50,7 +51,9 @@ def _batch_raws(raw: bytes) -> list[bytes]:
 @post("/v1/events", tags=["events"])
 async def ingest_one(request: Request[Any, Any, Any], svc: Services) -> Response[dict[str, Any]]:
     raw = await read_raw(request)
-    accepted, rejected, batch = svc.intake.validator.validate([raw or b"{}"], prefix_fmt="")
+    if not raw.strip():
+        raise empty_body_error("customer_id")
+    accepted, rejected, batch = svc.intake.validator.validate([raw], prefix_fmt="")
     if rejected:
         svc.intake.reject_counts([rejected[0].error.code])
         raise rejected[0].error
@@ -135,8 +138,9 @@ def _parse_event_cursor(cursor: str) -> tuple[int, str]:
 def time_range(request: Request[Any, Any, Any]) -> tuple[int | None, int | None]:
     """``from`` (inclusive) and ``to`` (inclusive to the end of its second) as [from, to+1s)."""
     q = request.query_params
-    start = parse_timestamp(q["from"], "from") if q.get("from") else None
-    end = parse_timestamp(q["to"], "to") // 1000 * 1000 + 1000 if q.get("to") else None
+    # Present but empty (``?from=``) is a bad timestamp, not "no bound": it would widen the range.
+    start = parse_timestamp(q["from"], "from") if "from" in q else None
+    end = parse_timestamp(q["to"], "to") // 1000 * 1000 + 1000 if "to" in q else None
     if start is not None and end is not None and start >= end:
         raise InvalidInput("INVALID_DATE_RANGE", "'from' must not be after 'to'.", "from")
     return start, end

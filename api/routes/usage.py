@@ -30,8 +30,10 @@ COMPUTE_CATCH_UP_S = 10.0
 @get("/v1/usage/summary", tags=["usage"])
 async def summary(request: Request[Any, Any, Any], svc: Services) -> Response[dict[str, Any]]:
     q = request.query_params
-    for name in ("customer_id", "from", "to"):
-        if not q.get(name):
+    if not q.get("customer_id"):
+        raise InvalidInput("MISSING_FIELD", "Add the query parameter 'customer_id'.", "customer_id")
+    for name in ("from", "to"):  # present but empty is INVALID_TIMESTAMP, from time_range
+        if name not in q:
             raise InvalidInput("MISSING_FIELD", f"Add the query parameter '{name}'.", name)
     customer_id = q["customer_id"]
     await run(_check_customer, svc, customer_id)
