@@ -14,9 +14,9 @@ from litestar.exceptions import HTTPException, MethodNotAllowedException, NotFou
 
 from abaxus.errors import AbaxusError
 from abaxus.logging import get_logger
-from abaxus.schemas.codec import encode_json
+from abaxus.schemas.codec import empty_body_error, encode_json
 
-__all__ = ["EXCEPTION_HANDLERS", "error_response"]
+__all__ = ["EXCEPTION_HANDLERS", "as_abaxus_error", "error_response"]
 
 log = get_logger("abaxus.api")
 
@@ -30,27 +30,39 @@ def _abaxus(_: Request[Any, Any, Any], exc: AbaxusError) -> Response[bytes]:
     return error_response(exc)
 
 
-def _http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
+def as_abaxus_error(exc: BaseException, method: str, path: str) -> AbaxusError:
+    """The contract's error for any exception: the one mapping, for the body and for the metrics."""
+    if isinstance(exc, AbaxusError):
+        return exc
     if isinstance(exc, NotFoundException):
-        return error_response(AbaxusError("NOT_FOUND", f"No route {request.method} {request.url.path}.", status=404))
+        return AbaxusError("NOT_FOUND", f"No route {method} {path}.", status=404)
     if isinstance(exc, MethodNotAllowedException):
-        return error_response(AbaxusError("METHOD_NOT_ALLOWED", f"{request.method} is not allowed on {request.url.path}.", status=405))
+        allow = {k.lower(): v for k, v in (exc.headers or {}).items()}.get("allow")
+        return AbaxusError("METHOD_NOT_ALLOWED", f"{method} is not allowed on {path}; use {allow or 'another method'}.",
+                           status=405, headers={"Allow": allow} if allow else None)
     if isinstance(exc, ValidationException):
-        field = None
         extra = exc.extra if isinstance(exc.extra, list) else []
-        if extra and isinstance(extra[0], dict):
-            field = extra[0].get("key")
-        return error_response(AbaxusError("INVALID_FIELD", "A path or query parameter has the wrong type or value.", field, status=422))
-    if exc.status_code == 413:
-        return error_response(AbaxusError("PAYLOAD_TOO_LARGE", "Send a smaller body: at most 1 MB (5 MB for batches).", status=413))
-    if exc.status_code < 500:
-        return error_response(AbaxusError("VALIDATION_ERROR", str(exc.detail), status=exc.status_code))
-    return _internal(request, exc)
+        first = extra[0] if extra and isinstance(extra[0], dict) else {}
+        if first.get("source") == "body" and first.get("key") == "data":
+            # A body handler's ``data`` is missing only when the body was empty and {} would not do.
+            return empty_body_error(None)
+        return AbaxusError("INVALID_FIELD", "A path or query parameter has the wrong type or value.", first.get("key"),
+                           status=422)
+    if isinstance(exc, HTTPException) and exc.status_code == 413:
+        return AbaxusError("PAYLOAD_TOO_LARGE", "Send a smaller body: at most 1 MB (5 MB for batches).", status=413)
+    if isinstance(exc, HTTPException) and exc.status_code < 500:
+        return AbaxusError("VALIDATION_ERROR", str(exc.detail), status=exc.status_code)
+    return AbaxusError("INTERNAL_ERROR", "Abaxus hit an internal error; it has been logged. Retry later.", status=500)
+
+
+def _http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
+    err = as_abaxus_error(exc, request.method, request.url.path)
+    return _internal(request, exc) if err.status >= 500 else error_response(err)
 
 
 def _internal(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
     log.error("internal_error", method=request.method, path=request.url.path, exc_info=exc)
-    return error_response(AbaxusError("INTERNAL_ERROR", "Abaxus hit an internal error; it has been logged. Retry later.", status=500))
+    return error_response(as_abaxus_error(exc, request.method, request.url.path))
 
 
 EXCEPTION_HANDLERS: dict[Any, Any] = {

@@ -7,6 +7,8 @@ import time
 from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
+from abaxus.api.errors import as_abaxus_error
+
 __all__ = ["LatencyMiddleware"]
 
 
@@ -16,7 +18,7 @@ class LatencyMiddleware(ASGIMiddleware):
             await next_app(scope, receive, send)
             return
         started = time.perf_counter()
-        status = 500
+        status: int | None = None
 
         async def record(message: Message) -> None:
             nonlocal status
@@ -26,7 +28,13 @@ class LatencyMiddleware(ASGIMiddleware):
 
         try:
             await next_app(scope, receive, record)
+        except Exception as exc:
+            # Middleware inside this one (auth, idempotency) answers by raising: the error
+            # becomes a response only outside, so its status is the one it will be sent with.
+            if status is None:
+                status = as_abaxus_error(exc, scope["method"], scope["path"]).status
+            raise
         finally:
             telemetry = scope["litestar_app"].state.services.telemetry
             route = scope.get("path_template") or "unmatched"
-            telemetry.http_duration.labels(scope["method"], route, str(status)).observe(time.perf_counter() - started)
+            telemetry.http_duration.labels(scope["method"], route, str(status or 500)).observe(time.perf_counter() - started)
