@@ -1,0 +1,372 @@
+"""The typed Python client (sdk/python, ``abaxus_client``) against real HTTP.
+
+Unit-level parts (backoff, Retry-After, error mapping, retry decisions, pagination) run
+against a tiny loopback ``http.server`` that answers scripted responses; the scenarios run
+against a real ``abaxus serve`` child process: the Quick Start entirely through the client,
+writes that ride out a server restart exactly once, and the batcher under real 503
+back-pressure delivering every event exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import hashlib
+import itertools
+import json
+import random
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "sdk" / "python"))
+
+from abaxus_client import (  # noqa: E402
+    AbaxusError,
+    APIConnectionError,
+    APITimeoutError,
+    AsyncClient,
+    Charge,
+    Client,
+    ConflictError,
+    Event,
+    InternalServerError,
+    NotFoundError,
+    PaymentFailedError,
+    RateLimitedError,
+    RetryEvent,
+    RetryPolicy,
+    Tier,
+    UnavailableError,
+    ValidationError,
+    event_id_for,
+)
+from abaxus_client._retry import RetryState, parse_retry_after  # noqa: E402
+from abaxus_client.errors import error_from_response  # noqa: E402
+
+KEY = "sk_test_" + "C" * 40
+
+
+# ---- a scripted loopback server --------------------------------------------------------------
+class Scripted:
+    """Answers each request with the next scripted (status, headers, body) for its path; records requests."""
+
+    def __init__(self) -> None:
+        self.script: dict[str, list[tuple[int, dict[str, str], Any, float]]] = {}
+        self.requests: list[dict[str, Any]] = []
+        self.lock = threading.Lock()
+
+    def on(self, path: str, status: int, body: Any = None, headers: dict[str, str] | None = None,
+           delay: float = 0.0) -> None:
+        self.script.setdefault(path, []).append((status, headers or {}, body, delay))
+
+    def count(self, path: str) -> int:
+        return sum(1 for r in self.requests if r["path"] == path)
+
+
+@pytest.fixture
+def loopback() -> Iterator[tuple[str, Scripted]]:
+    scripted = Scripted()
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _answer(self) -> None:
+            length = int(self.headers.get("content-length") or 0)
+            body = self.rfile.read(length) if length else b""
+            path = self.path.split("?", 1)[0]
+            with scripted.lock:
+                scripted.requests.append({"method": self.command, "path": path, "query": self.path.partition("?")[2],
+                                          "headers": {k.lower(): v for k, v in self.headers.items()}, "body": body})
+                queue = scripted.script.get(path, [])
+                status, headers, payload, delay = queue.pop(0) if len(queue) > 1 else (queue[0] if queue else (
+                    404, {}, {"error": {"code": "NOT_FOUND", "message": "no script", "field": None}}, 0.0))
+            if delay:
+                time.sleep(delay)
+            raw = json.dumps(payload).encode() if payload is not None else b""
+            self.send_response(status)
+            for k, v in headers.items():
+                self.send_header(k, v)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(raw)))
+            self.end_headers()
+            self.wfile.write(raw)
+
+        do_GET = do_POST = do_PATCH = do_DELETE = _answer
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}", scripted
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def _err(code: str, field: str | None = None, **extra: Any) -> dict[str, Any]:
+    return {"error": {"code": code, "message": f"{code} happened", "field": field, **extra}}
+
+
+FAST = RetryPolicy(max_attempts=5, max_elapsed=10, base_delay=0.01, max_delay=0.05)
+CUSTOMER = {"id": "cust_acme", "name": "Acme Corp", "email": None, "currency": None, "payment_provider": None,
+            "payment_provider_customer_id": None, "payment_method_id": None, "metadata": {},
+            "created_at": "2026-04-03T09:01:00Z", "updated_at": "2026-04-03T09:01:00Z"}
+
+
+# ---- backoff, Retry-After and error mapping (no server) -------------------------------------
+def test_full_jitter_backoff_stays_under_the_capped_exponential_and_spreads():
+    policy = RetryPolicy(base_delay=0.5, max_delay=4.0)
+    rng = random.Random(7)
+    for attempt, cap in [(1, 0.5), (2, 1.0), (3, 2.0), (4, 4.0), (5, 4.0), (12, 4.0)]:
+        waits = [policy.backoff(attempt, rng) for _ in range(2000)]
+        assert all(0 <= w <= cap for w in waits)
+        assert max(waits) > 0.9 * cap and min(waits) < 0.1 * cap, "full jitter spans [0, cap]"
+        assert abs(sum(waits) / len(waits) - cap / 2) < 0.05 * cap
+
+
+def test_retry_budget_counts_attempts_and_total_time_and_retry_after_is_a_floor():
+    now = [0.0]
+    state = RetryState(RetryPolicy(max_attempts=3, max_elapsed=10, base_delay=0.1, max_delay=0.2),
+                       clock=lambda: now[0], rng=random.Random(1))
+    state.begin_attempt()
+    assert 0 <= state.next_delay() <= 0.1  # type: ignore[operator]
+    assert state.next_delay(retry_after=2.0) == 2.0  # the server's wait wins over a shorter backoff
+    now[0] = 9.0
+    assert state.next_delay(retry_after=2.0) is None, "a wait ending past max_elapsed is not started"
+    now[0] = 0.0
+    state.begin_attempt()
+    state.begin_attempt()
+    assert state.next_delay() is None, "max_attempts counts the first try"
+    assert not state.retryable_status(500, "INTERNAL_ERROR") and not state.retryable_status(422, "X")
+    assert state.retryable_status(429, "RATE_LIMITED") and state.retryable_status(503, "NOT_READY")
+    with pytest.raises(ValueError, match="max_attempts"):
+        RetryPolicy(max_attempts=0)
+
+
+def test_retry_after_parses_seconds_and_http_dates():
+    assert parse_retry_after("1") == 1.0
+    assert parse_retry_after(" 2.5 ") == 2.5
+    assert parse_retry_after(None) is None and parse_retry_after("soon") is None
+    now = time.time()
+    date = email.utils.formatdate(now + 30, usegmt=True)
+    assert 28 <= parse_retry_after(date, now=now) <= 31  # type: ignore[operator]
+    assert parse_retry_after(email.utils.formatdate(now - 30, usegmt=True), now=now) == 0.0
+
+
+@pytest.mark.parametrize(("status", "cls"), [(400, AbaxusError), (401, AbaxusError), (402, PaymentFailedError),
+                                             (404, NotFoundError), (409, ConflictError), (422, ValidationError),
+                                             (429, RateLimitedError), (500, InternalServerError),
+                                             (503, UnavailableError)])
+def test_error_responses_map_to_exception_classes_with_every_member(status: int, cls: type[AbaxusError]):
+    err = error_from_response(status, _err("SOME_CODE", "charges.0.tiers.2.up_to", decline_code="card_declined",
+                                           existing_invoice_id="inv_1", checks={"queue": "down"}),
+                              {"retry-after": "3"}, method="POST", path="/v1/x")
+    assert isinstance(err, cls) and isinstance(err, AbaxusError)
+    assert (err.status, err.code, err.field) == (status, "SOME_CODE", "charges.0.tiers.2.up_to")
+    assert err.extra["decline_code"] == "card_declined" and "SOME_CODE" in str(err) and "POST /v1/x" in str(err)
+    if isinstance(err, PaymentFailedError):
+        assert err.decline_code == "card_declined"
+    if isinstance(err, ConflictError):
+        assert err.existing_invoice_id == "inv_1"
+    if isinstance(err, UnavailableError):
+        assert err.checks == {"queue": "down"} and err.retry_after == 3.0
+    plain = error_from_response(502, b"<html>bad gateway</html>", {})
+    assert isinstance(plain, InternalServerError) and plain.code is None and "base_url" in plain.message
+
+
+def test_event_ids_are_computed_like_the_server():
+    assert event_id_for("req_7f8a9b2c3d4e5f6a") == "evt_4p4erop5rryigojg47u5ojfyt7"  # spec §1
+
+
+def test_requests_refuse_naive_datetimes_and_encode_decimals_exactly():
+    from datetime import datetime, timezone
+
+    from abaxus_client._encoding import encode
+    with pytest.raises(ValueError, match="timezone-aware"):
+        Event(customer_id="c", metric_key="m", timestamp=datetime(2026, 4, 3), idempotency_key="k")
+    e = Event(customer_id="c", metric_key="m", value=Decimal("0.00005"), idempotency_key="k",
+              timestamp=datetime(2026, 4, 3, 9, 30, tzinfo=timezone.utc))
+    assert encode(e) == (b'{"customer_id":"c","metric_key":"m","timestamp":"2026-04-03T09:30:00Z",'
+                         b'"idempotency_key":"k","value":0.00005}')
+
+
+# ---- retry behaviour against a real loopback HTTP server -------------------------------------
+def test_429_is_retried_after_retry_after_with_the_same_idempotency_key(loopback):
+    url, s = loopback
+    s.on("/v1/customers", 429, _err("RATE_LIMITED"), {"Retry-After": "1"})
+    s.on("/v1/customers", 201, {**CUSTOMER, "a_field_from_a_newer_server": {"x": 1}})
+    seen: list[RetryEvent] = []
+    with Client(KEY, base_url=url, retry=FAST, on_retry=seen.append) as c:
+        t0 = time.monotonic()
+        customer = c.customers.create(id="cust_acme", name="Acme Corp")
+        waited = time.monotonic() - t0
+    assert customer.id == "cust_acme" and customer.metadata == {}, "unknown response fields are ignored"
+    assert waited >= 1.0, "Retry-After: 1 must be honoured"
+    keys = [r["headers"].get("idempotency-key") for r in s.requests]
+    assert len(keys) == 2 and keys[0] and keys[0] == keys[1], "one Idempotency-Key per logical call"
+    assert [(e.status, e.attempt) for e in seen] == [(429, 1)] and seen[0].delay >= 1.0
+    assert json.loads(s.requests[0]["body"]) == {"id": "cust_acme", "name": "Acme Corp"}, "unset fields are not sent"
+
+
+def test_503_is_retried_with_and_without_retry_after_and_each_call_gets_a_fresh_key(loopback):
+    url, s = loopback
+    s.on("/v1/customers", 503, _err("NOT_READY"))
+    s.on("/v1/customers", 503, _err("NOT_READY"), {"Retry-After": "1"})
+    s.on("/v1/customers", 201, CUSTOMER)
+    s.on("/v1/customers/cust_acme", 200, CUSTOMER)
+    with Client(KEY, base_url=url, retry=FAST) as c:
+        t0 = time.monotonic()
+        c.customers.create(id="cust_acme", name="Acme Corp")
+        assert time.monotonic() - t0 >= 1.0
+        c.customers.update("cust_acme", email=None)  # a second logical call
+    keys = [r["headers"]["idempotency-key"] for r in s.requests]
+    assert len(keys) == 4 and len(set(keys[:3])) == 1 and keys[3] != keys[0]
+    assert s.requests[3]["method"] == "PATCH" and json.loads(s.requests[3]["body"]) == {"email": None}
+
+
+def test_reads_and_event_writes_carry_no_idempotency_key_but_are_retried(loopback):
+    url, s = loopback
+    s.on("/v1/customers/cust_acme", 503, _err("NOT_READY"))
+    s.on("/v1/customers/cust_acme", 200, CUSTOMER)
+    s.on("/v1/events", 503, _err("NOT_READY"))
+    s.on("/v1/events", 202, {"event_id": event_id_for("k1"), "status": "queued", "idempotency_key": "k1"})
+    with Client(KEY, base_url=url, retry=FAST) as c:
+        assert c.customers.get("cust_acme").name == "Acme Corp"
+        ack = c.events.send(Event(customer_id="cust_acme", metric_key="api_calls", value=1,
+                                  timestamp="2026-04-03T09:30:00Z", idempotency_key="k1"))
+    assert ack.event_id == event_id_for("k1")
+    assert all("idempotency-key" not in r["headers"] for r in s.requests)
+    bodies = [r["body"] for r in s.requests if r["path"] == "/v1/events"]
+    assert len(bodies) == 2 and bodies[0] == bodies[1], "a resent event is byte-identical"
+
+
+@pytest.mark.parametrize(("status", "code", "cls"), [(400, "MALFORMED_JSON", AbaxusError),
+                                                     (404, "CUSTOMER_NOT_FOUND", NotFoundError),
+                                                     (409, "IDEMPOTENCY_KEY_IN_USE", ConflictError),
+                                                     (422, "INVALID_FIELD", ValidationError),
+                                                     (500, "INTERNAL_ERROR", InternalServerError)])
+def test_other_4xx_and_500_are_raised_at_once_without_a_retry(loopback, status: int, code: str,
+                                                              cls: type[AbaxusError]):
+    url, s = loopback
+    s.on("/v1/customers", status, _err(code, "email"))
+    with Client(KEY, base_url=url, retry=FAST) as c, pytest.raises(cls) as info:
+        c.customers.create(id="cust_acme", name="Acme Corp")
+    assert s.count("/v1/customers") == 1
+    assert (info.value.status, info.value.code, info.value.field) == (status, code, "email")
+    assert info.value.idempotency_key == s.requests[0]["headers"]["idempotency-key"], \
+        "the error names the key, so the caller can repeat the same logical write"
+
+
+def test_a_retry_after_beyond_the_budget_raises_at_once(loopback):
+    url, s = loopback
+    s.on("/v1/customers/cust_acme", 429, _err("RATE_LIMITED"), {"Retry-After": "60"})
+    with Client(KEY, base_url=url, retry=RetryPolicy(max_attempts=5, max_elapsed=5)) as c:
+        t0 = time.monotonic()
+        with pytest.raises(RateLimitedError) as info:
+            c.customers.get("cust_acme")
+    assert time.monotonic() - t0 < 1.0 and info.value.retry_after == 60.0
+    assert s.count("/v1/customers/cust_acme") == 1
+
+
+def test_a_timed_out_write_is_resent_under_the_same_key_and_no_answer_ends_in_a_connection_error(loopback):
+    url, s = loopback
+    s.on("/v1/invoices/bulk", 202, {"job_id": "job_1", "status": "queued"}, delay=1.0)
+    s.on("/v1/invoices/bulk", 202, {"job_id": "job_1", "status": "queued"})
+    with Client(KEY, base_url=url, retry=FAST, timeout=0.3) as c:
+        assert c.invoices.bulk(cutoff_date="2026-04-30T23:59:59Z").job_id == "job_1"
+    keys = {r["headers"]["idempotency-key"] for r in s.requests}
+    assert s.count("/v1/invoices/bulk") == 2 and len(keys) == 1
+    with Client(KEY, base_url=url, retry=FAST, timeout=0.2) as c:
+        s.script["/v1/invoices/bulk"] = [(202, {}, {"job_id": "j", "status": "queued"}, 1.0)]
+        with pytest.raises(APITimeoutError) as info:
+            c.invoices.bulk(cutoff_date="2026-04-30T23:59:59Z")
+        assert info.value.attempts == FAST.max_attempts and info.value.status is None
+    from server_process import free_port
+    with Client(KEY, base_url=f"http://127.0.0.1:{free_port()}", retry=FAST) as c, \
+            pytest.raises(APIConnectionError, match="could not be reached"):
+        c.jobs.get("job_1")
+
+
+def test_batch_207_and_422_return_results_while_a_whole_request_422_raises(loopback):
+    url, s = loopback
+    mixed = {"accepted": 1, "rejected": 1, "results": [
+        {"index": 0, "event_id": event_id_for("a"), "status": "queued"},
+        {"index": 1, "status": "rejected", "error": {"code": "METRIC_NOT_FOUND", "message": "m", "field": "events.1.metric_key"}}]}
+    s.on("/v1/events/batch", 207, mixed)
+    s.on("/v1/events/batch", 422, {"accepted": 0, "rejected": 1, "results": [mixed["results"][1] | {"index": 0}]})
+    s.on("/v1/events/batch", 422, _err("VALIDATION_ERROR", "events"))
+    ev = [Event(customer_id="c", metric_key="m", value=1, timestamp="2026-04-03T09:30:00Z", idempotency_key=k)
+          for k in ("a", "b")]
+    with Client(KEY, base_url=url, retry=FAST) as c:
+        r = c.events.batch(ev)
+        assert (r.accepted, r.rejected) == (1, 1) and r.results[1].error.field == "events.1.metric_key"  # type: ignore[union-attr]
+        assert not r.results[1].ok and r.results[0].ok
+        assert c.events.batch(ev[1:]).accepted == 0
+        with pytest.raises(ValidationError):
+            c.events.batch(ev[1:])
+        with pytest.raises(ValueError, match="1–1,000"):
+            c.events.batch([])
+
+
+def test_lists_follow_cursors_lazily_sync_and_async(loopback):
+    url, s = loopback
+    inv = {"id": "inv_x", "type": "standard", "customer_id": "cust_acme", "status": "issued", "currency": "usd",
+           "period_start": "2026-04-01T00:00:00Z", "period_end": "2026-04-30T23:59:59Z", "total_amount": 1,
+           "line_items": [], "created_at": "2026-05-01T00:00:00Z"}
+    pages = {None: ("c1", 2), "c1": ("c2", 2), "c2": (None, 1)}
+
+    def script() -> None:
+        s.script["/v1/invoices"] = [(200, {}, {"data": [{**inv, "id": f"inv_{cur}_{i}"} for i in range(n)],
+                                               "next_cursor": nxt}, 0.0) for cur, (nxt, n) in pages.items()]
+        s.script["/v1/invoices"].append(s.script["/v1/invoices"][-1])
+
+    script()
+    with Client(KEY, base_url=url) as c:
+        it = c.invoices.list(customer_id="cust_acme", limit=2)
+        assert s.count("/v1/invoices") == 0, "nothing is fetched before iteration"
+        assert [i.id for i in itertools.islice(it, 1)] == ["inv_None_0"] and s.count("/v1/invoices") == 1
+        script()
+        assert len(list(c.invoices.list(customer_id="cust_acme", limit=2))) == 5
+    queries = [r["query"] for r in s.requests if r["path"] == "/v1/invoices"]
+    assert queries[1] == "customer_id=cust_acme&limit=2" and "cursor=c1" in queries[2] and "cursor=c2" in queries[3]
+
+    async def run() -> list[str]:
+        script()
+        async with AsyncClient(KEY, base_url=url) as ac:
+            return [i.id async for i in ac.invoices.list(customer_id="cust_acme")]
+
+    assert len(asyncio.run(run())) == 5
+    with pytest.raises(ValueError, match="1–1000"):
+        Client(KEY, base_url=url).invoices.list(limit=5000)
+
+
+def test_async_client_retries_like_the_sync_one(loopback):
+    url, s = loopback
+    s.on("/v1/customers", 503, _err("NOT_READY"), {"Retry-After": "1"})
+    s.on("/v1/customers", 201, CUSTOMER)
+    s.on("/v1/customers/nope", 404, _err("CUSTOMER_NOT_FOUND"))
+
+    async def run() -> None:
+        async with AsyncClient(KEY, base_url=url, retry=FAST) as ac:
+            assert (await ac.customers.create(id="cust_acme", name="Acme Corp")).id == "cust_acme"
+            with pytest.raises(NotFoundError):
+                await ac.customers.get("nope")
+
+    t0 = time.monotonic()
+    asyncio.run(run())
+    assert time.monotonic() - t0 >= 1.0
+    keys = [r["headers"]["idempotency-key"] for r in s.requests if r["path"] == "/v1/customers"]
+    assert len(keys) == 2 and keys[0] == keys[1] and s.count("/v1/customers/nope") == 1
