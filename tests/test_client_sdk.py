@@ -370,3 +370,245 @@ def test_async_client_retries_like_the_sync_one(loopback):
     assert time.monotonic() - t0 >= 1.0
     keys = [r["headers"]["idempotency-key"] for r in s.requests if r["path"] == "/v1/customers"]
     assert len(keys) == 2 and keys[0] == keys[1] and s.count("/v1/customers/nope") == 1
+
+
+# ---- against a real server -------------------------------------------------------------------
+from server_process import ServerProcess  # noqa: E402
+
+APRIL = {"period_start": "2026-04-01T00:00:00Z", "period_end": "2026-04-30T23:59:59Z"}
+GROWTH_CHARGES = [
+    Charge(metric_key="api_calls", pricing_model="tiered", tiers=[
+        Tier(up_to=100_000, unit_price=0), Tier(up_to=1_000_000, unit_price=Decimal("0.0001")),
+        Tier(up_to=None, unit_price=Decimal("0.00005"))]),
+    Charge(metric_key=None, pricing_model="flat_fee", amount=Decimal("49.00"), description="Growth base fee"),
+]
+
+
+def _checksum(keys: Any) -> str:
+    acc = 0
+    for k in keys:
+        acc ^= int.from_bytes(hashlib.sha256(k.encode()).digest()[:8], "big")
+    return f"{acc:016x}"
+
+
+def _event(key: str, value: int = 1000, ts: str = "2026-04-03T09:30:00Z", metric: str = "api_calls") -> Event:
+    return Event(customer_id="cust_acme", metric_key=metric, value=value, timestamp=ts, idempotency_key=key)
+
+
+def _quickstart_catalog(c: Client) -> str:
+    """Quick Start steps 1–4 (spec §19) through the client; returns the subscription id."""
+    c.metrics.create(key="api_calls", name="API Calls", aggregation="sum",
+                     description="Total API calls made during the billing period")
+    plan = c.price_plans.create(id="plan_growth", name="Growth", currency="usd", billing_period="monthly",
+                                charges=GROWTH_CHARGES)
+    assert plan.version == 1 and plan.charges[0].tiers[1].unit_price == Decimal("0.0001")  # type: ignore[index]
+    assert plan.charges[1].amount == Decimal("49.00") and plan.charges[1].id == "chg_2"
+    c.customers.create(id="cust_acme", name="Acme Corp", email="billing@acme.io", payment_provider="stripe",
+                       payment_provider_customer_id="cus_stripe_acme123")
+    return c.subscriptions.create(customer_id="cust_acme", plan_id="plan_growth",
+                                  start_date="2026-04-01T00:00:00Z").id
+
+
+def _event_count(c: Client, **window: str) -> tuple[int, str | None]:
+    usage = c.usage.compute(customer_id="cust_acme", metric_key="api_calls", **(window or APRIL))
+    return (usage.data[0].event_count, usage.data[0].events_checksum) if usage.data else (0, None)
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[ServerProcess]:
+    srv = ServerProcess(tmp_path / "data", KEY)
+    srv.start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+def test_quick_start_entirely_through_the_client(server: ServerProcess):
+    with Client(KEY, base_url=server.url) as c:
+        sub_id = _quickstart_catalog(c)
+        with c.events.batcher(max_batch=1000, flush_interval_ms=100) as batcher:
+            for i in range(1200):
+                batcher.add(_event(f"req_{i}"))
+            results = batcher.flush()
+        assert [r.seq for r in results] == list(range(1200))
+        assert all(r.status == "queued" and r.event_id == event_id_for(r.idempotency_key) for r in results)
+
+        invoice = c.invoices.create(customer_id="cust_acme", cutoff_date="2026-04-30T23:59:59Z")
+        assert (invoice.total_amount, invoice.subscription_id, invoice.status) == (14900, sub_id, "issued")
+        usage_line, fee = invoice.line_items
+        assert [t.amount for t in usage_line.tier_breakdown or []] == [0, 9000, 1000]
+        assert (usage_line.quantity, usage_line.amount, usage_line.event_count) == (Decimal(1_200_000), 10000, 1200)
+        assert usage_line.events_checksum == _checksum(f"req_{i}" for i in range(1200))
+        assert (fee.pricing_model, fee.amount, fee.unit_price) == ("flat_fee", 4900, Decimal("49.00"))
+
+        # Lists are lazy iterators over every page.
+        assert [i.id for i in c.invoices.list(customer_id="cust_acme")] == [invoice.id]
+        traced = c.invoices.line_item_events(invoice.id, "chg_1", limit=500)
+        assert len({e.idempotency_key for e in traced}) == 1200
+        assert next(iter(traced.pages())).event_count == 1200
+        assert "invoice.issued" in [e.type for e in c.invoices.audit_events(invoice.id)]
+        assert c.pricing.preview(plan_id="plan_growth", usage={"api_calls": 1_200_000}).total_amount == 14900
+        assert c.invoices.get(invoice.id) == invoice
+        assert c.customers.update("cust_acme", email="ap@acme.io").email == "ap@acme.io"
+        assert [m.key for m in c.metrics.list()] == ["api_calls"]
+        assert c.price_plans.get_version("plan_growth", 1).charges == c.price_plans.get("plan_growth").charges
+        assert [s.id for s in c.subscriptions.list(customer_id="cust_acme")] == [sub_id]
+        assert c.entitlements.check("cust_acme", "sso").granted is False
+
+        # The server's errors arrive as typed exceptions with its code, field and extra members.
+        with pytest.raises(NotFoundError) as nf:
+            c.customers.get("cust_nobody")
+        assert nf.value.code == "CUSTOMER_NOT_FOUND"
+        with pytest.raises(ConflictError) as dup:
+            c.invoices.create(customer_id="cust_acme", cutoff_date="2026-04-30T23:59:59Z")
+        assert dup.value.code == "INVOICE_ALREADY_EXISTS" and dup.value.existing_invoice_id == invoice.id
+        with pytest.raises(ValidationError) as bad:
+            c.price_plans.create(id="plan_bad", name="Bad", currency="usd", billing_period="monthly", charges=[
+                Charge(metric_key="api_calls", pricing_model="tiered",
+                       tiers=[Tier(up_to=10, unit_price=1), Tier(up_to=5, unit_price=1), Tier(up_to=None, unit_price=1)])])
+        assert bad.value.code == "TIERS_NOT_ASCENDING" and bad.value.field == "charges.0.tiers.1.up_to"
+
+        read_key = c.api_keys.create(name="dashboard", scope="read")
+        assert read_key.secret and read_key.id in [k.id for k in c.api_keys.list()]
+        with Client(read_key.secret, base_url=server.url) as reader:
+            assert reader.invoices.get(invoice.id).total_amount == 14900
+            with pytest.raises(AbaxusError) as scope:
+                reader.metrics.create(key="x", name="x", aggregation="sum")
+            assert (scope.value.status, scope.value.code) == (403, "INSUFFICIENT_SCOPE")
+            c.api_keys.revoke(read_key.id)
+            with pytest.raises(AbaxusError) as revoked:
+                reader.invoices.get(invoice.id)
+            assert revoked.value.status == 401
+
+    async def async_side() -> tuple[int, int, list[str]]:
+        async with AsyncClient(KEY, base_url=server.url) as ac:
+            async with ac.events.batcher(max_batch=100, flush_interval_ms=50) as b:
+                for i in range(300):
+                    await b.add(_event(f"may_{i}", value=1, ts="2026-05-02T00:00:00Z"))
+                flushed = await b.flush()
+            usage = await ac.usage.compute(customer_id="cust_acme", metric_key="api_calls",
+                                           period_start="2026-05-01T00:00:00Z", period_end="2026-05-31T23:59:59Z")
+            ids = [i.id async for i in ac.invoices.list(customer_id="cust_acme")]
+            return len(flushed), usage.data[0].event_count, ids
+
+    assert asyncio.run(async_side()) == (300, 300, [invoice.id])
+
+
+def test_writes_during_a_server_restart_succeed_exactly_once(tmp_path: Path):
+    server = ServerProcess(tmp_path / "data", KEY)
+    server.start()
+    attempts: list[httpx.Request] = []
+    retried: list[RetryEvent] = []
+    http = httpx.Client(base_url=server.url, timeout=30, event_hooks={"request": [attempts.append]})
+    restarter = threading.Thread(target=lambda: (time.sleep(1.5), server.start()))
+    try:
+        c = Client(KEY, http_client=http, on_retry=retried.append,
+                   retry=RetryPolicy(max_attempts=400, max_elapsed=60, base_delay=0.05, max_delay=0.5))
+        _quickstart_catalog(c)
+        first = [_event(f"before_{i}") for i in range(100)]
+        second = [_event(f"during_{i}") for i in range(100)]
+        assert c.events.batch(first).accepted == 100
+
+        server.stop()  # SIGTERM: the client sees refused connections until the restart
+        attempts.clear()
+        restarter.start()
+        out: dict[str, Any] = {}
+        writers = [threading.Thread(target=lambda: out.__setitem__("batch", c.events.batch(second))),
+                   threading.Thread(target=lambda: out.__setitem__("invoice", c.invoices.create(
+                       customer_id="cust_acme", cutoff_date="2026-04-30T23:59:59Z")))]
+        for w in writers:
+            w.start()
+        for w in writers + [restarter]:
+            w.join(90)
+        assert "batch" in out and "invoice" in out, "a write did not survive the restart"
+        assert any(e.error for e in retried), "the writes never met the downtime"
+
+        invoice_keys = {r.headers["idempotency-key"] for r in attempts if r.url.path == "/v1/invoices"}
+        assert sum(r.url.path == "/v1/invoices" for r in attempts) > 1 and len(invoice_keys) == 1, \
+            "every attempt of the invoice call carries the one Idempotency-Key"
+        assert all("idempotency-key" not in r.headers for r in attempts if r.url.path.startswith("/v1/events"))
+        assert out["batch"].accepted == 100
+
+        # The answers could have been lost: repeating both writes changes nothing.
+        again = c.invoices.create(customer_id="cust_acme", cutoff_date="2026-04-30T23:59:59Z",
+                                  idempotency_key=invoice_keys.pop())
+        assert again == out["invoice"], "the same key replays the stored invoice"
+        resent = c.events.batch(second)
+        assert [r.event_id for r in resent.results] == [r.event_id for r in out["batch"].results]
+        assert [i.id for i in c.invoices.list(customer_id="cust_acme")] == [out["invoice"].id]
+        assert _event_count(c) == (200, _checksum([e.idempotency_key for e in first + second]))
+        assert out["invoice"].total_amount in (4900, 5900)  # the batch's events may land before or after it
+        c.close()
+    finally:
+        if restarter.is_alive():
+            restarter.join(90)
+        http.close()
+        server.stop()
+
+
+def test_the_batcher_delivers_every_event_exactly_once_through_real_503_back_pressure(tmp_path: Path):
+    server = ServerProcess(tmp_path / "data", KEY, extra_env={"ABAXUS_INTAKE_MAX_BACKLOG": "1000"})
+    server.start()
+    statuses: list[int | None] = []
+    try:
+        c = Client(KEY, base_url=server.url, on_retry=lambda e: statuses.append(e.status),
+                   retry=RetryPolicy(max_attempts=20, max_elapsed=20, base_delay=0.05, max_delay=1))
+        c.metrics.create(key="api_calls", name="API Calls", aggregation="sum")
+        c.customers.create(id="cust_acme", name="Acme Corp")
+        batcher = c.events.batcher(max_batch=1000, flush_interval_ms=50, max_buffered=2000)
+        peak = [0]
+        done = threading.Event()
+
+        def watch() -> None:
+            while not done.is_set():
+                peak[0] = max(peak[0], batcher.buffered)
+                time.sleep(0.005)
+
+        def produce(w: int) -> None:
+            for i in range(2000):
+                batcher.add(_event(f"bp{w}-{i}", value=1))
+                if w == 0 and i % 500 == 0:
+                    batcher.add(_event(f"bad-{i}", metric="no_such_metric"))  # rejected, reported per event
+                    batcher.add(_event(f"bp0-{i}", value=1))  # a duplicate: answered, counted once
+
+        threads = [threading.Thread(target=produce, args=(w,)) for w in range(3)] + [threading.Thread(target=watch)]
+        t0 = time.monotonic()
+        for t in threads:
+            t.start()
+        for t in threads[:3]:
+            t.join(40)
+        results = batcher.close(timeout=40)
+        done.set()
+        threads[3].join(5)
+        assert time.monotonic() - t0 < 40
+
+        assert statuses.count(503) > 0, "the server never pushed back; the test proved nothing"
+        assert peak[0] <= 2000, "add() must block once max_buffered events are held"
+        assert [r.seq for r in results] == list(range(6008)), "flush results cover every added event"
+        rejected = [r for r in results if not r.ok]
+        assert {r.idempotency_key for r in rejected} == {f"bad-{i}" for i in range(0, 2000, 500)}
+        assert {r.error.code for r in rejected if r.error} <= {"METRIC_NOT_FOUND", "UNKNOWN_METRIC"}
+        assert all(r.event_id == event_id_for(r.idempotency_key) for r in results if r.ok)
+        keys = {f"bp{w}-{i}" for w in range(3) for i in range(2000)}
+        assert _event_count(c) == (6000, _checksum(keys)), "every event stored exactly once"
+        assert batcher.totals == (6004, 4)
+
+        async_statuses: list[int | None] = []
+
+        async def async_side() -> tuple[int, int]:
+            async with AsyncClient(KEY, base_url=server.url, on_retry=lambda e: async_statuses.append(e.status),
+                                   retry=RetryPolicy(max_attempts=20, max_elapsed=20)) as ac:
+                b = ac.events.batcher(max_batch=1000, flush_interval_ms=50, max_buffered=1000)
+                async with b:
+                    for i in range(3000):
+                        await b.add(_event(f"async-{i}", value=1))
+                    flushed = await b.flush()
+                return len(flushed), sum(r.ok for r in flushed)
+
+        assert asyncio.run(async_side()) == (3000, 3000)
+        assert async_statuses.count(503) > 0, "the async batcher met no back-pressure"
+        assert _event_count(c)[0] == 9000
+        c.close()
+    finally:
+        server.stop()
