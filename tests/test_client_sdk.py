@@ -612,3 +612,121 @@ def test_the_batcher_delivers_every_event_exactly_once_through_real_503_back_pre
         c.close()
     finally:
         server.stop()
+
+
+# ---- the client's structs against the server's served OpenAPI document ----------------------
+def _openapi_operations() -> list[tuple[str, str, Any, Any]]:
+    """(method, served path, client request struct or None, client response struct) per endpoint."""
+    from abaxus_client import models as m
+    return [
+        ("post", "/v1/api-keys", m.ApiKeyCreate, m.ApiKey), ("get", "/v1/api-keys", None, m.Page[m.ApiKey]),
+        ("delete", "/v1/api-keys/{key_id}", None, m.ApiKey),
+        ("post", "/v1/metrics", m.MetricCreate, m.Metric), ("get", "/v1/metrics", None, m.Page[m.Metric]),
+        ("get", "/v1/metrics/{key}", None, m.Metric), ("post", "/v1/metrics/{key}/deactivate", None, m.Metric),
+        ("post", "/v1/price-plans", m.PricePlanCreate, m.PricePlan),
+        ("get", "/v1/price-plans", None, m.Page[m.PricePlan]), ("get", "/v1/price-plans/{plan_id}", None, m.PricePlan),
+        ("get", "/v1/price-plans/{plan_id}/versions/{version}", None, m.PricePlan),
+        ("post", "/v1/price-plans/{plan_id}/versions/{version}/deprecate", None, m.PricePlan),
+        ("post", "/v1/customers", m.CustomerCreate, m.Customer), ("get", "/v1/customers", None, m.Page[m.Customer]),
+        ("get", "/v1/customers/{customer_id}", None, m.Customer),
+        ("patch", "/v1/customers/{customer_id}", m.CustomerUpdate, m.Customer),
+        ("post", "/v1/subscriptions", m.SubscriptionCreate, m.Subscription),
+        ("get", "/v1/subscriptions", None, m.Page[m.Subscription]),
+        ("get", "/v1/subscriptions/{subscription_id}", None, m.Subscription),
+        ("post", "/v1/subscriptions/{subscription_id}/amendments", m.AmendmentCreate, m.Amendment),
+        ("get", "/v1/subscriptions/{subscription_id}/amendments", None, m.Page[m.Amendment]),
+        ("get", "/v1/entitlements", None, m.Entitlements), ("get", "/v1/entitlements/check", None, m.EntitlementCheck),
+        ("post", "/v1/events", m.Event, m.EventAck), ("post", "/v1/events/batch", m.EventBatch, m.BatchResult),
+        ("post", "/v1/events/backfill", m.EventBatch, m.BatchResult),
+        ("post", "/v1/events/void", m.EventVoid, m.VoidResult), ("get", "/v1/events", None, m.Page[m.StoredEvent]),
+        ("get", "/v1/usage/summary", None, m.UsageSummary),
+        ("post", "/v1/usage/compute", m.UsageComputeRequest, m.UsageCompute),
+        ("post", "/v1/pricing/calculate", m.PricingCalculateRequest, m.Calculation),
+        ("post", "/v1/pricing/preview", m.PricingPreviewRequest, m.Preview),
+        ("post", "/v1/invoices", m.InvoiceCreate, m.Invoice), ("get", "/v1/invoices", None, m.Page[m.Invoice]),
+        ("get", "/v1/invoices/{invoice_id}", None, m.Invoice),
+        ("get", "/v1/invoices/{invoice_id}/line-items/{charge_id}/events", None, m.LineItemEventsPage),
+        ("post", "/v1/invoices/{invoice_id}/archive", m.InvoiceArchive, m.Invoice),
+        ("post", "/v1/invoices/{invoice_id}/adjustments", None, m.Invoice),
+        ("get", "/v1/invoices/{invoice_id}/events", None, m.Page[m.AuditEntry]),
+        ("post", "/v1/invoices/bulk", m.BulkInvoiceRequest, m.JobRef), ("get", "/v1/jobs/{job_id}", None, m.Job),
+        ("post", "/v1/invoices/{invoice_id}/charge", None, m.Payment),
+    ]
+
+
+def _nested_struct(tp: Any, params: dict[Any, Any]) -> Any:
+    """The struct inside an annotation (``X``, ``list[X]``, ``X | None``, a type parameter), else None."""
+    import typing
+
+    import msgspec
+    tp = params.get(tp, tp) if isinstance(tp, typing.TypeVar) else tp
+    origin = typing.get_origin(tp)
+    if isinstance(tp, type) and issubclass(tp, msgspec.Struct):
+        return tp
+    if isinstance(origin, type) and issubclass(origin, msgspec.Struct):
+        return tp  # a parametrised generic struct such as Page[Invoice]
+    for arg in typing.get_args(tp):
+        found = _nested_struct(arg, params)
+        if found is not None:
+            return found
+    return None
+
+
+def _schema_object(doc: dict[str, Any], schema: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Follow $ref, array items and nullable unions down to an object schema with properties."""
+    while schema is not None:
+        if "$ref" in schema:
+            schema = doc["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]]
+        elif "properties" in schema:
+            return schema
+        elif schema.get("type") == "array":
+            schema = schema.get("items")
+        else:
+            options = [s for s in schema.get("oneOf", schema.get("anyOf", [])) if s.get("type") != "null"]
+            schema = options[0] if options else None
+    return None
+
+
+def _compare(doc: dict[str, Any], struct: Any, schema: dict[str, Any] | None, where: str, request: bool,
+             problems: list[str]) -> None:
+    import typing
+
+    import msgspec
+    obj = _schema_object(doc, schema)
+    if obj is None:
+        problems.append(f"{where}: the served schema has no object properties")
+        return
+    served, required = obj["properties"], set(obj.get("required", []))
+    origin = typing.get_origin(struct) or struct
+    hints = typing.get_type_hints(origin)
+    params = dict(zip(getattr(origin, "__parameters__", ()), typing.get_args(struct)))
+    fields = {f.encode_name: f for f in msgspec.structs.fields(origin)}
+    for name in sorted(required - set(fields)):
+        problems.append(f"{where}.{name}: served as required, missing from {origin.__name__}")
+    for name, f in fields.items():
+        if name not in served:
+            if request or f.required:
+                problems.append(f"{where}.{name}: in {origin.__name__}, not in the served schema")
+            continue
+        inner = _nested_struct(hints[f.name], params)
+        if inner is not None and inner is not origin:
+            _compare(doc, inner, served[name], f"{where}.{name}", request, problems)
+
+
+@pytest.mark.xfail(strict=False, run=True, reason="the server's OpenAPI document is being typed (event, usage and list "
+                                        "endpoints are still untyped objects); this turns green as it lands")
+def test_client_structs_match_the_served_openapi_document(server: ServerProcess):
+    doc = httpx.get(f"{server.url}/schema/openapi.json", timeout=30).json()
+    problems: list[str] = []
+    for method, path, request, response in _openapi_operations():
+        op = doc["paths"].get(path, {}).get(method)
+        if op is None:
+            problems.append(f"{method.upper()} {path}: not served")
+            continue
+        if request is not None:
+            body = op.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema")
+            _compare(doc, request, body, f"{method.upper()} {path} body", True, problems)
+        ok = [c for c in op.get("responses", {}) if c.startswith("2")]
+        schema = op["responses"][ok[0]].get("content", {}).get("application/json", {}).get("schema") if ok else None
+        _compare(doc, response, schema, f"{method.upper()} {path} {ok[0] if ok else '2xx'}", False, problems)
+    assert not problems, "\n".join(problems)
