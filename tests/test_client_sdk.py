@@ -321,6 +321,35 @@ def test_batch_207_and_422_return_results_while_a_whole_request_422_raises(loopb
             c.events.batch([])
 
 
+def test_the_batcher_blocks_when_full_resends_the_same_bytes_and_reports_whole_request_refusals(loopback):
+    url, s = loopback
+    ok = {"accepted": 10, "rejected": 0,
+          "results": [{"index": i, "event_id": event_id_for(f"k{i}"), "status": "queued"} for i in range(10)]}
+    s.on("/v1/events/batch", 503, _err("NOT_READY"), {"Retry-After": "1"})
+    s.on("/v1/events/batch", 202, ok, delay=0.5)
+    s.on("/v1/events/batch", 401, _err("UNAUTHENTICATED"))
+    with Client(KEY, base_url=url, retry=FAST) as c:
+        batcher = c.events.batcher(max_batch=10, flush_interval_ms=20, max_buffered=10)
+        for i in range(10):
+            batcher.add(_event(f"k{i}"))
+        with pytest.raises(TimeoutError, match="Retry add"):
+            batcher.add(_event("k10"), timeout=0.3)  # the 10 are held until the server answers them
+        first = batcher.flush(timeout=10)
+        assert [(r.seq, r.status, r.event_id) for r in first] == [(i, "queued", event_id_for(f"k{i}")) for i in range(10)]
+        batcher.add({"customer_id": "cust_acme", "metric_key": "api_calls", "value": 1,
+                     "timestamp": "2026-04-03T09:30:00Z", "idempotency_key": "z"})
+        last = batcher.close(timeout=10)
+        assert [(r.seq, r.status, r.error.code if r.error else None) for r in last] == \
+            [(10, "rejected", "UNAUTHENTICATED")], "a refusal resending cannot fix is reported, not retried forever"
+        with pytest.raises(RuntimeError, match="closed"):
+            batcher.add(_event("late"))
+        with c.events.batcher() as other, pytest.raises(ValueError, match="idempotency_key"):
+            other.add({"customer_id": "cust_acme"})
+    bodies = [r["body"] for r in s.requests if r["path"] == "/v1/events/batch"]
+    assert len(bodies) == 3 and bodies[0] == bodies[1], "the batch after a 503 is resent byte for byte"
+    assert batcher.totals == (10, 1)
+
+
 def test_lists_follow_cursors_lazily_sync_and_async(loopback):
     url, s = loopback
     inv = {"id": "inv_x", "type": "standard", "customer_id": "cust_acme", "status": "issued", "currency": "usd",
@@ -687,6 +716,43 @@ def _schema_object(doc: dict[str, Any], schema: dict[str, Any] | None) -> dict[s
     return None
 
 
+def _served_types(doc: dict[str, Any], schema: dict[str, Any]) -> set[str]:
+    """The JSON types a served property may take, null left out (empty: unconstrained)."""
+    if "$ref" in schema:
+        return _served_types(doc, doc["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]])
+    if "properties" in schema:
+        return {"object"}
+    kinds = schema.get("type")
+    out = set(kinds if isinstance(kinds, list) else [kinds] if kinds else [])
+    for option in schema.get("oneOf", schema.get("anyOf", [])):
+        out |= _served_types(doc, option)
+    return out - {"null"}
+
+
+def _client_types(tp: Any, params: dict[Any, Any]) -> set[type]:
+    """The Python types an annotation admits (unions flattened, UNSET and None left out)."""
+    import typing
+
+    import msgspec
+    tp = params.get(tp, tp) if isinstance(tp, typing.TypeVar) else tp
+    origin = typing.get_origin(tp)
+    if origin is typing.Literal:
+        return {type(v) for v in typing.get_args(tp)}
+    if origin is not None and not (isinstance(origin, type) and issubclass(origin, msgspec.Struct)) \
+            and origin not in (list, dict):
+        return set().union(*(_client_types(a, params) for a in typing.get_args(tp)))
+    if tp is Any:
+        return {object}
+    base = origin if origin is not None else tp
+    if isinstance(base, type) and issubclass(base, msgspec.Struct):
+        return {dict}
+    return {base} - {type(None), msgspec.UnsetType}
+
+
+_ACCEPTS = {"integer": (int, Decimal), "number": (Decimal, float), "string": (str, Decimal),
+            "boolean": (bool,), "object": (dict,), "array": (list,)}
+
+
 def _compare(doc: dict[str, Any], struct: Any, schema: dict[str, Any] | None, where: str, request: bool,
              problems: list[str]) -> None:
     import typing
@@ -708,14 +774,25 @@ def _compare(doc: dict[str, Any], struct: Any, schema: dict[str, Any] | None, wh
             if request or f.required:
                 problems.append(f"{where}.{name}: in {origin.__name__}, not in the served schema")
             continue
+        admitted = _client_types(hints[f.name], params)
+        for kind in sorted(_served_types(doc, served[name])):
+            if object not in admitted and not any(issubclass(t, _ACCEPTS.get(kind, (object,))) for t in admitted):
+                problems.append(f"{where}.{name}: served as {kind}, typed {sorted(t.__name__ for t in admitted)} "
+                                f"in {origin.__name__}")
         inner = _nested_struct(hints[f.name], params)
         if inner is not None and inner is not origin:
             _compare(doc, inner, served[name], f"{where}.{name}", request, problems)
 
 
-@pytest.mark.xfail(strict=False, run=True, reason="the server's OpenAPI document is being typed (event, usage and list "
-                                        "endpoints are still untyped objects); this turns green as it lands")
+@pytest.mark.xfail(strict=False, reason="the server's OpenAPI document is being typed in parallel; until that lands "
+                                        "on main a served schema may still be an untyped object")
 def test_client_structs_match_the_served_openapi_document(server: ServerProcess):
+    """Every endpoint the client calls is served; field names, required-ness and JSON types agree.
+
+    Responses: each field the server marks required is in the client's struct, and each
+    required client field is served. Requests: each client field is served (else the strict
+    server answers UNKNOWN_FIELD). Nested structs are compared the same way.
+    """
     doc = httpx.get(f"{server.url}/schema/openapi.json", timeout=30).json()
     problems: list[str] = []
     for method, path, request, response in _openapi_operations():

@@ -11,7 +11,8 @@ import base64
 import hashlib
 from datetime import datetime, timezone
 from functools import lru_cache
-from typing import Any, TypeVar
+from collections.abc import Hashable
+from typing import Any, TypeVar, cast
 
 import msgspec
 
@@ -27,12 +28,13 @@ def encode(body: Any) -> bytes:
 
 
 @lru_cache(maxsize=256)
-def _decoder(type_: Any) -> msgspec.json.Decoder[Any]:
+def _decoder(type_: Hashable) -> msgspec.json.Decoder[Any]:
     return msgspec.json.Decoder(type_)
 
 
 def decode(raw: bytes, type_: type[T]) -> T:
-    return _decoder(type_).decode(raw)  # type: ignore[no-any-return]
+    decoder: msgspec.json.Decoder[T] = _decoder(cast(Hashable, type_))
+    return decoder.decode(raw)
 
 
 def to_timestamp(value: str | datetime, name: str = "timestamp") -> str:

@@ -7,7 +7,8 @@
 Configuration: ``api_key`` (else ``ABAXUS_API_KEY``), ``base_url`` (else ``ABAXUS_BASE_URL``,
 else ``http://127.0.0.1:8080``), ``timeout`` (seconds per attempt, or an ``httpx.Timeout``),
 ``retry`` (a :class:`RetryPolicy`: attempts, total time, backoff), ``on_retry`` (called before
-each retry wait, for logging or metrics).
+each retry wait, for logging or metrics), ``http_client`` (your own ``httpx.Client``: its
+base_url, timeout, proxies and event hooks are used as they are; you close it).
 """
 
 from __future__ import annotations
@@ -63,6 +64,8 @@ class Client:
                  timeout: float | httpx.Timeout | None = None, retry: RetryPolicy | None = None,
                  on_retry: Callable[[RetryEvent], None] | None = None, headers: Mapping[str, str] | None = None,
                  http_client: httpx.Client | None = None, rng: random.Random | None = None) -> None:
+        if base_url is None and http_client is not None and str(http_client.base_url):
+            base_url = str(http_client.base_url)  # a client of your own keeps its base_url, timeout and hooks
         self._transport = SyncTransport(_config(api_key, base_url, timeout, retry, on_retry, headers, rng), http_client)
         t = self._transport
         self.metrics = Metrics(t)
@@ -100,6 +103,8 @@ class AsyncClient:
                  timeout: float | httpx.Timeout | None = None, retry: RetryPolicy | None = None,
                  on_retry: Callable[[RetryEvent], None] | None = None, headers: Mapping[str, str] | None = None,
                  http_client: httpx.AsyncClient | None = None, rng: random.Random | None = None) -> None:
+        if base_url is None and http_client is not None and str(http_client.base_url):
+            base_url = str(http_client.base_url)
         self._transport = AsyncTransport(_config(api_key, base_url, timeout, retry, on_retry, headers, rng),
                                          http_client)
         t = self._transport

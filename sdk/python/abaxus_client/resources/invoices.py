@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 from abaxus_client._pagination import AsyncPaginator, Paginator
 from abaxus_client._transport import Call
 from abaxus_client.models import (UNSET, AuditEntry, BulkInvoiceRequest, Invoice, InvoiceArchive, InvoiceCreate,
@@ -9,6 +11,8 @@ from abaxus_client.models import (UNSET, AuditEntry, BulkInvoiceRequest, Invoice
 from abaxus_client.resources._base import AsyncResource, SyncResource, seg
 
 __all__ = ["AsyncInvoices", "Invoices"]
+
+T = TypeVar("T")
 
 
 def _path(invoice_id: str, tail: str = "") -> str:
@@ -22,7 +26,7 @@ def _create(customer_id: str, cutoff_date: Timestamp, subscription_id: str | Uns
     return Call("POST", "/v1/invoices", Invoice, body=body, write=True, idempotency_key=idempotency_key)
 
 
-def _post(path: str, out: type, body: object, idempotency_key: str | None) -> Call:  # type: ignore[type-arg]
+def _post(path: str, out: type[T], body: object, idempotency_key: str | None) -> Call[T]:
     return Call("POST", path, out, body=body, write=True, idempotency_key=idempotency_key)
 
 

@@ -18,7 +18,7 @@ def _create(id: str, name: str, currency: str, billing_period: BillingPeriod, ch
             entitlements: Sequence[Entitlement] | UnsetType, changelog: str | UnsetType,
             effective_from: Timestamp | UnsetType, idempotency_key: str | None) -> Call[PricePlan]:
     body = PricePlanCreate(id=id, name=name, currency=currency, billing_period=billing_period, charges=list(charges),
-                           entitlements=UNSET if entitlements is UNSET else list(entitlements),  # type: ignore[arg-type]
+                           entitlements=UNSET if entitlements is UNSET else list(entitlements),
                            changelog=changelog, effective_from=effective_from)
     return Call("POST", "/v1/price-plans", PricePlan, body=body, write=True, idempotency_key=idempotency_key)
 
