@@ -11,15 +11,15 @@ from typing import Any
 from litestar import Litestar
 from litestar.datastructures import State
 from litestar.di import Provide
-from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import SwaggerRenderPlugin
 from sqlalchemy import Engine
 
 from abaxus import __version__
 from abaxus.api.auth import AuthMiddleware, RateLimiter
+from abaxus.api.contract import JsonNumberSchema, openapi_config
 from abaxus.api.errors import EXCEPTION_HANDLERS
 from abaxus.api.idempotency import IdempotencyMiddleware
 from abaxus.api.observability import LatencyMiddleware
+from abaxus.api.routes import paging
 from abaxus.api.routes import (
     api_keys, customers, entitlements, events, health, invoices, metrics, payments, price_plans, subscriptions, usage,
 )
@@ -82,11 +82,12 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
 
     return Litestar(
         route_handlers=handlers,
-        dependencies={"svc": Provide(services_from_state, sync_to_thread=False)},
+        dependencies={"svc": Provide(services_from_state, sync_to_thread=False),
+                      "paging": Provide(paging, sync_to_thread=False)},
         middleware=[LatencyMiddleware(), AuthMiddleware(), IdempotencyMiddleware()],
         exception_handlers=EXCEPTION_HANDLERS,
-        openapi_config=OpenAPIConfig(title="Abaxus API", version=__version__, path="/schema",
-                                     render_plugins=[SwaggerRenderPlugin()]),
+        openapi_config=openapi_config(__version__),
+        plugins=[JsonNumberSchema()],
         state=State({"services": services}),
         on_startup=[services.intake.start, services.bulk.resume_interrupted],
         on_shutdown=[on_shutdown],

@@ -7,6 +7,7 @@ with nothing internal in the body.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from litestar import Request, Response
@@ -30,6 +31,9 @@ def _abaxus(_: Request[Any, Any, Any], exc: AbaxusError) -> Response[bytes]:
     return error_response(exc)
 
 
+_MISSING_PARAM = re.compile(r"Missing required (?P<kind>(?:query |header |path |cookie )?)parameter '(?P<name>[^']+)'")
+
+
 def as_abaxus_error(exc: BaseException, method: str, path: str) -> AbaxusError:
     """The contract's error for any exception: the one mapping, for the body and for the metrics."""
     if isinstance(exc, AbaxusError):
@@ -46,8 +50,15 @@ def as_abaxus_error(exc: BaseException, method: str, path: str) -> AbaxusError:
         if first.get("source") == "body" and first.get("key") == "data":
             # A body handler's ``data`` is missing only when the body was empty and {} would not do.
             return empty_body_error(None)
-        return AbaxusError("INVALID_FIELD", "A path or query parameter has the wrong type or value.", first.get("key"),
-                           status=422)
+        missing = _MISSING_PARAM.search(str(exc.detail))
+        if missing:
+            name = missing.group("name")
+            return AbaxusError("MISSING_FIELD", f"Add the {missing.group('kind') or ''}parameter '{name}'.".replace("  ", " "),
+                               name, status=422)
+        key = first.get("key")
+        reason = str(first.get("message") or "wrong type or value").rstrip(".")
+        return AbaxusError("INVALID_FIELD", f"The parameter '{key}' is invalid: {reason}." if key else
+                           "A path or query parameter has the wrong type or value.", key, status=422)
     if isinstance(exc, HTTPException) and exc.status_code == 413:
         return AbaxusError("PAYLOAD_TOO_LARGE", "Send a smaller body: at most 1 MB (5 MB for batches).", status=413)
     if isinstance(exc, HTTPException) and exc.status_code < 500:

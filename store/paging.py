@@ -14,7 +14,7 @@ from sqlalchemy import Column, Connection, Select, and_, or_
 
 from abaxus.errors import InvalidInput
 
-__all__ = ["Page", "fetch_page"]
+__all__ = ["Page", "event_cursor", "fetch_page", "parse_event_cursor"]
 
 
 class Page(msgspec.Struct):
@@ -35,6 +35,18 @@ def _decode(kind: str, cursor: str, width: int) -> list[Any]:
     if not isinstance(data, list) or len(data) != width + 1 or data[0] != kind:
         raise InvalidInput("INVALID_CURSOR", "Pass back the next_cursor this list returned, unchanged.", "cursor")
     return data[1:]
+
+
+def event_cursor(row: dict[str, Any]) -> str:
+    """The cursor after one raw event of a usage-store list (ordered by timestamp, then key)."""
+    return _encode("events", [row["timestamp"], row["idempotency_key"]])
+
+
+def parse_event_cursor(cursor: str) -> tuple[int, str]:
+    ts, key = _decode("events", cursor, 2)
+    if not isinstance(ts, int) or not isinstance(key, str):
+        raise InvalidInput("INVALID_CURSOR", "Pass back the next_cursor this list returned, unchanged.", "cursor")
+    return ts, key
 
 
 def fetch_page(

@@ -1,16 +1,22 @@
-"""Route modules, one per resource; each handler decodes, calls billing, encodes.
+"""Route modules, one per resource; each handler takes its decoded body, calls billing, encodes.
 
-The shapes every resource shares (create from a body, list with filters) live here once,
-so route modules hold only what differs.
+What every resource shares lives here once: running blocking store calls off the event loop,
+the ``limit``/``cursor`` paging parameters (a dependency, so the OpenAPI document lists them
+on every list operation), and typed answers.
 """
 
 from functools import partial
-from typing import Any, Callable, TypeVar
+from typing import Annotated, Any, Callable, TypeVar
 
 import anyio.to_thread
-from litestar import Request, Response
+import msgspec
+from litestar import Response
+from litestar.params import Parameter
 
-__all__ = ["create_from_body", "list_filtered", "run"]
+from abaxus.schemas.codec import encode_json
+from abaxus.schemas.responses import page_of
+
+__all__ = ["Paging", "page", "paging", "run", "typed"]
 
 T = TypeVar("T")
 
@@ -20,42 +26,26 @@ async def run(fn: Callable[..., T], *args: Any) -> T:
     return await anyio.to_thread.run_sync(partial(fn, *args))
 
 
-async def create_from_body(request: Request[Any, Any, Any], svc: Any, create: Callable[..., Any], body_type: type,
-                           *, catalog_changed: bool = False) -> Response[Any]:
-    """Decode ``body_type``, run ``create(engine, body)``, answer 201 (refreshing the intake's view if asked)."""
-    from abaxus.api.body import read_body
-    from abaxus.api.responses import json_response
-
-    out = await run(create, svc.engine, await read_body(request, body_type))
-    if catalog_changed:
-        svc.extras["catalog_changed"]()
-    return json_response(out, 201)
+class Paging(msgspec.Struct, frozen=True):
+    limit: int
+    cursor: str | None
 
 
-async def list_filtered(request: Request[Any, Any, Any], svc: Any, fetch: Callable[..., Any], *filters: str) -> Response[Any]:
-    """``fetch(engine, *filter values, limit, cursor)`` as a list page; filters come from the query string."""
-    from abaxus.api.responses import list_response, page_params
+def paging(
+    limit: Annotated[int, Parameter(ge=1, le=1000, description="Page size, 1–1000.")] = 100,
+    cursor: Annotated[str | None, Parameter(description="The next_cursor of the previous page.")] = None,
+) -> Paging:
+    """``limit`` (1–1000, default 100) and ``cursor`` (§1), validated before the handler runs."""
+    return Paging(limit, cursor or None)
 
-    values = [request.query_params.get(name) for name in filters]
-    return list_response(*await run(fetch, svc.engine, *values, *page_params(request)))
+
+def typed(content: Any, out: type, status: int = 200, headers: dict[str, str] | None = None) -> Response[bytes]:
+    """Answer with ``content`` as the struct ``out``: what billing built is checked against the contract."""
+    if not isinstance(content, out):
+        content = msgspec.convert(content, out, from_attributes=True)
+    return Response(content=encode_json(content), status_code=status, media_type="application/json", headers=headers)
 
 
-def read_routes(path: str, tag: str, out: Any, fetch_list: Callable[..., Any], fetch_one: Callable[..., Any],
-                *filters: str) -> list[Any]:
-    """``GET path`` (a filtered list page) and ``GET path/{id}`` (one object or its 404) for a resource."""
-    from litestar import get
-
-    from abaxus.api.responses import json_response
-    from abaxus.api.state import Services
-
-    async def list_all(request: Request[Any, Any, Any], svc: Services) -> Response[Any]:
-        return await list_filtered(request, svc, fetch_list, *filters)
-
-    async def get_one(object_id: str, svc: Services) -> Response[Any]:
-        return json_response(await run(fetch_one, svc.engine, object_id))
-
-    list_all.__annotations__["return"] = Response[list[out]]  # type: ignore[valid-type]
-    get_one.__annotations__["return"] = Response[out]
-    name = tag.replace(" ", "_")
-    return [get(path, tags=[tag], name=f"list_{name}", operation_id=f"list_{name}")(list_all),
-            get(f"{path}/{{object_id:str}}", tags=[tag], name=f"get_{name}", operation_id=f"get_{name}")(get_one)]
+def page(rows: list[Any], next_cursor: str | None, item: type) -> Response[bytes]:
+    """A ``{data, next_cursor}`` list page of ``item`` structs."""
+    return typed({"data": rows, "next_cursor": next_cursor}, page_of(item))

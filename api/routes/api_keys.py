@@ -2,34 +2,34 @@
 
 from __future__ import annotations
 
-from typing import Any
+from litestar import Response, delete, get, post
 
-from litestar import Request, Response, delete, get, post
-
-from abaxus.api.body import read_body
-from abaxus.api.responses import json_response
-from abaxus.api.routes import list_filtered, run
+from abaxus.api.contract import StrictBody, errors
+from abaxus.api.routes import Paging, page, run, typed
 from abaxus.api.state import Services
 from abaxus.billing import _validate as v
 from abaxus.billing.api_keys import create_key, list_keys, revoke_key
 from abaxus.schemas.catalog import ApiKeyCreate, ApiKeyOut
+from abaxus.schemas.responses import page_of
+
+ApiKeyPage = page_of(ApiKeyOut)
 
 
-@post("/v1/api-keys", tags=["api keys"])
-async def create_api_key(request: Request[Any, Any, Any], svc: Services) -> Response[ApiKeyOut]:
-    body = await read_body(request, ApiKeyCreate)
-    v.text(body.name, "name", max_len=100)
-    return json_response(await run(create_key, svc.engine, body.name, body.scope, body.mode), 201)
+@post("/v1/api-keys", tags=["api keys"], dto=StrictBody[ApiKeyCreate], return_dto=None,
+      responses=errors(400, 413, 415))
+async def create_api_key(data: ApiKeyCreate, svc: Services) -> Response[ApiKeyOut]:
+    v.text(data.name, "name", max_len=100)
+    return typed(await run(create_key, svc.engine, data.name, data.scope, data.mode), ApiKeyOut, 201)
 
 
-@get("/v1/api-keys", tags=["api keys"])
-async def list_api_keys(request: Request[Any, Any, Any], svc: Services) -> Response[list[ApiKeyOut]]:
-    return await list_filtered(request, svc, list_keys)
+@get("/v1/api-keys", tags=["api keys"], responses=errors())
+async def list_api_keys(paging: Paging, svc: Services) -> Response[ApiKeyPage]:  # type: ignore[valid-type]
+    return page(*await run(list_keys, svc.engine, paging.limit, paging.cursor), ApiKeyOut)
 
 
-@delete("/v1/api-keys/{key_id:str}", tags=["api keys"], status_code=200)
+@delete("/v1/api-keys/{key_id:str}", tags=["api keys"], status_code=200, responses=errors(404))
 async def revoke_api_key(key_id: str, svc: Services) -> Response[ApiKeyOut]:
-    return json_response(await run(revoke_key, svc.engine, key_id))
+    return typed(await run(revoke_key, svc.engine, key_id), ApiKeyOut)
 
 
 ROUTES = [create_api_key, list_api_keys, revoke_api_key]

@@ -2,27 +2,40 @@
 
 from __future__ import annotations
 
-from typing import Any
+from litestar import Response, get, patch, post
 
-from litestar import Request, Response, patch, post
-
-from abaxus.api.body import read_body
-from abaxus.api.responses import json_response
-from abaxus.api.routes import create_from_body, read_routes, run
+from abaxus.api.contract import StrictBody, errors
+from abaxus.api.routes import Paging, page, run, typed
 from abaxus.api.state import Services
 from abaxus.billing.customers import create_customer, get_customer, list_customers, patch_customer
 from abaxus.schemas.catalog import CustomerCreate, CustomerOut, CustomerPatch
+from abaxus.schemas.responses import page_of
+
+CustomerPage = page_of(CustomerOut)
 
 
-@post("/v1/customers", tags=["customers"])
-async def create(request: Request[Any, Any, Any], svc: Services) -> Response[CustomerOut]:
-    return await create_from_body(request, svc, create_customer, CustomerCreate, catalog_changed=True)
+@post("/v1/customers", tags=["customers"], dto=StrictBody[CustomerCreate], return_dto=None,
+      responses=errors(400, 409, 413, 415))
+async def create(data: CustomerCreate, svc: Services) -> Response[CustomerOut]:
+    out = await run(create_customer, svc.engine, data)
+    svc.extras["catalog_changed"]()
+    return typed(out, CustomerOut, 201)
 
 
-@patch("/v1/customers/{customer_id:str}", tags=["customers"])
-async def update(customer_id: str, request: Request[Any, Any, Any], svc: Services) -> Response[CustomerOut]:
-    body = await read_body(request, CustomerPatch)
-    return json_response(await run(patch_customer, svc.engine, customer_id, body))
+@patch("/v1/customers/{customer_id:str}", tags=["customers"], dto=StrictBody[CustomerPatch], return_dto=None,
+       responses=errors(400, 404, 409, 413, 415))
+async def update(customer_id: str, data: CustomerPatch, svc: Services) -> Response[CustomerOut]:
+    return typed(await run(patch_customer, svc.engine, customer_id, data), CustomerOut)
 
 
-ROUTES = [create, update, *read_routes("/v1/customers", "customers", CustomerOut, list_customers, get_customer)]
+@get("/v1/customers", tags=["customers"], responses=errors())
+async def list_all(paging: Paging, svc: Services) -> Response[CustomerPage]:  # type: ignore[valid-type]
+    return page(*await run(list_customers, svc.engine, paging.limit, paging.cursor), CustomerOut)
+
+
+@get("/v1/customers/{customer_id:str}", tags=["customers"], responses=errors(404))
+async def get_one(customer_id: str, svc: Services) -> Response[CustomerOut]:
+    return typed(await run(get_customer, svc.engine, customer_id), CustomerOut)
+
+
+ROUTES = [create, update, list_all, get_one]

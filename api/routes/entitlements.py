@@ -3,27 +3,18 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
 
-from litestar import Request, Response, get
+import msgspec
 
-from abaxus.api.responses import json_response
-from abaxus.api.routes import run
+from litestar import Response, get
+
+from abaxus.api.contract import errors
+from abaxus.api.routes import run, typed
 from abaxus.api.state import Services
 from abaxus.billing.entitlements import UsageSince, live_sources, resolve, resolve_feature
 from abaxus.billing.usage import summary_rows
-from abaxus.errors import InvalidInput
+from abaxus.schemas.responses import EntitlementCheck, Entitlements
 from abaxus.timefmt import now_ms
-
-
-def _required(request: Request[Any, Any, Any], *names: str) -> list[str]:
-    values = []
-    for name in names:
-        value = request.query_params.get(name)
-        if not value:
-            raise InvalidInput("MISSING_FIELD", f"Add the query parameter '{name}'.", name)
-        values.append(value)
-    return values
 
 
 def _usage_since(svc: Services, customer_id: str) -> UsageSince:
@@ -39,29 +30,28 @@ def _usage_since(svc: Services, customer_id: str) -> UsageSince:
     return usage_since
 
 
-@get("/v1/entitlements", tags=["entitlements"])
-async def list_entitlements(request: Request[Any, Any, Any], svc: Services) -> Response[dict[str, Any]]:
-    (customer_id,) = _required(request, "customer_id")
+@get("/v1/entitlements", tags=["entitlements"], responses=errors())
+async def list_entitlements(customer_id: str, svc: Services) -> Response[Entitlements]:
     now = now_ms()
 
-    def work() -> dict[str, Any]:
-        return resolve(customer_id, live_sources(svc.engine, customer_id, now), _usage_since(svc, customer_id), now)
+    def work() -> Entitlements:
+        found = resolve(customer_id, live_sources(svc.engine, customer_id, now), _usage_since(svc, customer_id), now)
+        return msgspec.convert(found, Entitlements)
 
-    return json_response(await run(work))
+    return typed(await run(work), Entitlements)
 
 
-@get("/v1/entitlements/check", tags=["entitlements"])
-async def check_entitlement(request: Request[Any, Any, Any], svc: Services) -> Response[dict[str, Any]]:
-    customer_id, feature_key = _required(request, "customer_id", "feature_key")
+@get("/v1/entitlements/check", tags=["entitlements"], responses=errors())
+async def check_entitlement(customer_id: str, feature_key: str, svc: Services) -> Response[EntitlementCheck]:
     now = now_ms()
 
-    def work() -> dict[str, Any]:
+    def work() -> EntitlementCheck:
         sources = live_sources(svc.engine, customer_id, now).get(feature_key, [])
         out = resolve_feature(feature_key, sources, _usage_since(svc, customer_id))
         out.pop("source_plans", None)
-        return out
+        return msgspec.convert(out, EntitlementCheck)
 
-    return json_response(await run(work))
+    return typed(await run(work), EntitlementCheck)
 
 
 ROUTES = [list_entitlements, check_entitlement]

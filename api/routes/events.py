@@ -2,22 +2,32 @@
 
 from __future__ import annotations
 
-import base64
-from typing import Any
+from typing import Annotated, Any
 
-import msgspec
 from litestar import Request, Response, get, post
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import Parameter
 
-from abaxus.api.body import FIVE_MB, read_body, read_raw
-from abaxus.api.responses import json_response, list_response, page_params
-from abaxus.api.routes import run
+from abaxus.api.contract import ERRORS, RawBody, StrictBody, errors
+from abaxus.api.responses import json_response
+from abaxus.api.routes import Paging, page, run
 from abaxus.api.state import Services
 from abaxus.billing.usage import event_out
 from abaxus.errors import AbaxusError, InvalidInput
 from abaxus.pipeline.intake import Accepted, Rejected
 from abaxus.schemas.codec import decode_json, empty_body_error, require_utf8
-from abaxus.schemas.events import EventBatchIn, EventBatchTyped, VoidIn
+from abaxus.schemas.events import EventBatchIn, EventBatchTyped, EventIn, VoidIn
+from abaxus.schemas.responses import BatchResult, ErrorBody, EventOut, EventQueued, VoidResult, page_of
+from abaxus.store.paging import event_cursor, parse_event_cursor
 from abaxus.timefmt import parse_timestamp
+
+EventPage = page_of(EventOut)
+BODY = (400, 413, 415)
+_SOME = ResponseSpec(BatchResult, description="Some events were rejected; each result says which and why.",
+                     generate_examples=False)
+_NONE = ResponseSpec(BatchResult | ErrorBody, description="No event was accepted (per-event results), or the body "
+                     "itself is invalid (an error).", generate_examples=False)
+BATCH_RESPONSES = {**errors(*BODY), 207: _SOME, 422: _NONE}
 
 MAX_BATCH = 1000
 
@@ -27,9 +37,8 @@ def _rejection(r: Rejected) -> dict[str, Any]:
             "error": {"code": r.error.code, "message": r.error.message, "field": r.error.field}}
 
 
-async def _validated_batch(request: Request[Any, Any, Any], svc: Services) -> tuple[list[Accepted], list[Rejected], Any]:
+async def _validated_batch(raw: bytes, svc: Services) -> tuple[list[Accepted], list[Rejected], Any]:
     """Validate a batch body: the columnar fast path, else event by event."""
-    raw = await read_raw(request, FIVE_MB)
     fast = svc.intake.validator.validate_batch(raw)
     if fast is not None:
         return fast
@@ -48,9 +57,14 @@ def _batch_raws(raw: bytes) -> list[bytes]:
     return [bytes(raw) for raw in body.events]
 
 
-@post("/v1/events", tags=["events"])
-async def ingest_one(request: Request[Any, Any, Any], svc: Services) -> Response[dict[str, Any]]:
-    raw = await read_raw(request)
+class _OneEvent(RawBody[EventIn]):
+    limit = 1_000_000
+
+
+@post("/v1/events", tags=["events"], status_code=202, dto=_OneEvent, return_dto=None, responses=errors(*BODY))
+async def ingest_one(data: bytes, svc: Services) -> Response[EventQueued]:
+    """202 once the event is durable (§9); a replayed key gets the same ``event_id``."""
+    raw = data
     if not raw.strip():
         raise empty_body_error("customer_id")
     accepted, rejected, batch = svc.intake.validator.validate([raw], prefix_fmt="")
@@ -68,9 +82,11 @@ def _batch_status(accepted: list[Any], rejected: list[Rejected], ok: int) -> int
     return ok if not rejected else 207
 
 
-@post("/v1/events/batch", tags=["events"])
-async def ingest_batch(request: Request[Any, Any, Any], svc: Services) -> Response[dict[str, Any]]:
-    accepted, rejected, batch = await _validated_batch(request, svc)
+@post("/v1/events/batch", tags=["events"], status_code=202, dto=RawBody[EventBatchTyped], return_dto=None,
+      responses=BATCH_RESPONSES)
+async def ingest_batch(data: bytes, svc: Services) -> Response[BatchResult]:
+    """1–1,000 events; 202 all accepted (durable), 207 some rejected, 422 none accepted."""
+    accepted, rejected, batch = await _validated_batch(data, svc)
     if batch is not None:
         await svc.intake.submit(batch)
     results = _in_order([{"index": a.index, "event_id": a.event_id, "status": "queued"} for a in accepted], rejected)
@@ -95,9 +111,11 @@ def _backfill_results(accepted: list[Accepted], kept: set[str]) -> list[dict[str
     return out
 
 
-@post("/v1/events/backfill", tags=["events"])
-async def backfill(request: Request[Any, Any, Any], svc: Services) -> Response[dict[str, Any]]:
-    accepted, rejected, batch = await _validated_batch(request, svc)
+@post("/v1/events/backfill", tags=["events"], status_code=200, dto=RawBody[EventBatchTyped], return_dto=None,
+      responses=BATCH_RESPONSES)
+async def backfill(data: bytes, svc: Services) -> Response[BatchResult]:
+    """Like a batch, answered once the accepted events are stored: ``stored`` or ``duplicate`` each."""
+    accepted, rejected, batch = await _validated_batch(data, svc)
     kept: set[str] = set()
     if batch is not None:
         position = await svc.intake.submit(batch, backfill=True)
@@ -107,9 +125,10 @@ async def backfill(request: Request[Any, Any, Any], svc: Services) -> Response[d
                          _batch_status(accepted, rejected, 200))
 
 
-@post("/v1/events/void", tags=["events"])
-async def void(request: Request[Any, Any, Any], svc: Services) -> Response[dict[str, Any]]:
-    body = await read_body(request, VoidIn)
+@post("/v1/events/void", tags=["events"], status_code=200, dto=StrictBody[VoidIn], return_dto=None,
+      responses=errors(*BODY))
+async def void(data: VoidIn, svc: Services) -> Response[VoidResult]:
+    body = data
     if not (1 <= len(body.idempotency_keys) <= 1000):
         raise InvalidInput("VALIDATION_ERROR", "Send 1–1,000 idempotency_keys.", "idempotency_keys")
     for i, k in enumerate(body.idempotency_keys):
@@ -119,20 +138,6 @@ async def void(request: Request[Any, Any, Any], svc: Services) -> Response[dict[
         raise InvalidInput("INVALID_FIELD", "reason must be 1–500 characters.", "reason")
     results = await run(svc.intake.void, body.idempotency_keys, body.reason)
     return json_response({"voided": sum(r["status"] == "voided" for r in results), "results": results})
-
-
-def _event_cursor(row: dict[str, Any]) -> str:
-    return base64.urlsafe_b64encode(msgspec.json.encode(["events", row["timestamp"], row["idempotency_key"]])).decode().rstrip("=")
-
-
-def _parse_event_cursor(cursor: str) -> tuple[int, str]:
-    try:
-        kind, ts, key = msgspec.json.decode(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        if kind == "events" and isinstance(ts, int) and isinstance(key, str):
-            return ts, key
-    except Exception:
-        pass
-    raise InvalidInput("INVALID_CURSOR", "Pass back the next_cursor this list returned, unchanged.", "cursor")
 
 
 def time_range(request: Request[Any, Any, Any]) -> tuple[int | None, int | None]:
@@ -146,16 +151,22 @@ def time_range(request: Request[Any, Any, Any]) -> tuple[int | None, int | None]
     return start, end
 
 
-@get("/v1/events", tags=["events"])
-async def list_events(request: Request[Any, Any, Any], svc: Services) -> Response[list[dict[str, Any]]]:
-    limit, cursor = page_params(request)
+Instant = Annotated[str | None, Parameter(description="RFC 3339 with an offset; `to` covers its whole second.")]
+From = Annotated[str | None, Parameter(query="from", description="RFC 3339 with an offset, inclusive.")]
+
+
+@get("/v1/events", tags=["events"], responses=errors())
+async def list_events(request: Request[Any, Any, Any], paging: Paging, svc: Services,
+                      customer_id: str | None = None, metric_key: str | None = None,
+                      from_: From = None,
+                      to: Instant = None) -> Response[EventPage]:  # type: ignore[valid-type]
+    """Raw events, each once, newest first, voided included (``from``/``to`` are read as sent)."""
     start, end = time_range(request)
-    filters = {"customer_id": request.query_params.get("customer_id"),
-               "metric_key": request.query_params.get("metric_key"), "from": start, "to": end}
-    after = _parse_event_cursor(cursor) if cursor else None
-    rows = await run(svc.intake.usage.list_events, filters, limit + 1, after)
-    next_cursor = _event_cursor(rows[limit - 1]) if len(rows) > limit else None
-    return list_response([event_out(r) for r in rows[:limit]], next_cursor)
+    filters = {"customer_id": customer_id, "metric_key": metric_key, "from": start, "to": end}
+    after = parse_event_cursor(paging.cursor) if paging.cursor else None
+    rows = await run(svc.intake.usage.list_events, filters, paging.limit + 1, after)
+    next_cursor = event_cursor(rows[paging.limit - 1]) if len(rows) > paging.limit else None
+    return page([event_out(r) for r in rows[:paging.limit]], next_cursor, EventOut)
 
 
 ROUTES = [ingest_one, ingest_batch, backfill, void, list_events]

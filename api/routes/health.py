@@ -6,16 +6,17 @@ from typing import Any
 
 from litestar import Response, get
 
-from abaxus.api.responses import json_response
-from abaxus.api.routes import run
+from abaxus.api.contract import ERRORS, NO_AUTH, errors
+from abaxus.api.routes import run, typed
 from abaxus.api.state import Services
 from abaxus.errors import Unavailable
+from abaxus.schemas.responses import Health, Ready
 from abaxus.store.metadata import ping
 
 
-@get("/healthz", tags=["operations"])
-async def healthz() -> Response[dict[str, str]]:
-    return json_response({"status": "ok"})
+@get("/healthz", tags=["operations"], security=NO_AUTH)
+async def healthz() -> Response[Health]:
+    return typed({"status": "ok"}, Health)
 
 
 def _checks(svc: Services) -> tuple[dict[str, str], dict[str, str]]:
@@ -44,17 +45,17 @@ def _checks(svc: Services) -> tuple[dict[str, str], dict[str, str]]:
     return checks, reasons
 
 
-@get("/readyz", tags=["operations"])
-async def readyz(svc: Services) -> Response[dict[str, str]]:
+@get("/readyz", tags=["operations"], security=NO_AUTH, responses={503: ERRORS[503]})
+async def readyz(svc: Services) -> Response[Ready]:
     checks, reasons = await run(_checks, svc)
     if any(v != "ok" for v in checks.values()):
         down = ", ".join(f"{k} ({reasons.get(k, 'down')})" for k, v in checks.items() if v != "ok")
         raise Unavailable("NOT_READY", f"Not ready: {down}.", extra={"checks": checks, "reasons": reasons})
-    return json_response({"status": "ready"})
+    return typed({"status": "ready"}, Ready)
 
 
-@get("/metrics", tags=["operations"], media_type="text/plain; version=0.0.4")
-async def prometheus_metrics(svc: Services) -> Response[Any]:
+@get("/metrics", tags=["operations"], media_type="text/plain; version=0.0.4", responses=errors())
+async def prometheus_metrics(svc: Services) -> Response[str]:
     if svc.dataflow is not None:
         svc.telemetry.pipeline_lag.set(svc.dataflow.lag_seconds())
     if svc.intake is not None:

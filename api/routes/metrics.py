@@ -2,27 +2,44 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Literal
 
-from litestar import Request, Response, post
+from litestar import Response, get, post
 
-from abaxus.api.responses import json_response
-from abaxus.api.routes import create_from_body, read_routes, run
+from abaxus.api.contract import StrictBody, errors
+from abaxus.api.routes import Paging, page, run, typed
 from abaxus.api.state import Services
 from abaxus.billing.metrics import create_metric, deactivate_metric, get_metric, list_metrics
 from abaxus.schemas.catalog import MetricCreate, MetricOut
+from abaxus.schemas.responses import page_of
+
+MetricPage = page_of(MetricOut)
 
 
-@post("/v1/metrics", tags=["metrics"])
-async def create(request: Request[Any, Any, Any], svc: Services) -> Response[MetricOut]:
-    return await create_from_body(request, svc, create_metric, MetricCreate, catalog_changed=True)
+@post("/v1/metrics", tags=["metrics"], dto=StrictBody[MetricCreate], return_dto=None,
+      responses=errors(400, 409, 413, 415))
+async def create(data: MetricCreate, svc: Services) -> Response[MetricOut]:
+    out = await run(create_metric, svc.engine, data)
+    svc.extras["catalog_changed"]()
+    return typed(out, MetricOut, 201)
 
 
-@post("/v1/metrics/{key:str}/deactivate", tags=["metrics"])
+@post("/v1/metrics/{key:str}/deactivate", tags=["metrics"], status_code=200, responses=errors(404))
 async def deactivate(key: str, svc: Services) -> Response[MetricOut]:
     out = await run(deactivate_metric, svc.engine, key)
     svc.extras["catalog_changed"]()
-    return json_response(out)
+    return typed(out, MetricOut)
 
 
-ROUTES = [create, deactivate, *read_routes("/v1/metrics", "metrics", MetricOut, list_metrics, get_metric, "status")]
+@get("/v1/metrics", tags=["metrics"], responses=errors())
+async def list_all(paging: Paging, svc: Services,
+                   status: Literal["active", "inactive"] | None = None) -> Response[MetricPage]:  # type: ignore[valid-type]
+    return page(*await run(list_metrics, svc.engine, status, paging.limit, paging.cursor), MetricOut)
+
+
+@get("/v1/metrics/{key:str}", tags=["metrics"], responses=errors(404))
+async def get_one(key: str, svc: Services) -> Response[MetricOut]:
+    return typed(await run(get_metric, svc.engine, key), MetricOut)
+
+
+ROUTES = [create, deactivate, list_all, get_one]

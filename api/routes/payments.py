@@ -6,28 +6,32 @@ from typing import Any
 
 from litestar import Request, Response, post
 
-from abaxus.api.body import read_body, read_raw
-from abaxus.api.responses import json_response
-from abaxus.api.routes import run
+from abaxus.api.body import read_raw
+from abaxus.api.contract import NO_AUTH, ERRORS, StrictBody, errors
+from abaxus.api.routes import run, typed
 from abaxus.api.routes.invoices import actor
 from abaxus.api.state import Services
 from abaxus.errors import AbaxusError
 from abaxus.schemas.invoices import EmptyIn
+from abaxus.schemas.responses import ChargeResult, WebhookReceived
 
 
-@post("/v1/invoices/{invoice_id:str}/charge", tags=["payments"])
-async def charge(invoice_id: str, request: Request[Any, Any, Any], svc: Services) -> Response[dict[str, Any]]:
-    await read_body(request, EmptyIn)
-    return json_response(await run(svc.payments.charge, invoice_id, actor(request)))
+@post("/v1/invoices/{invoice_id:str}/charge", tags=["payments"], status_code=200, dto=StrictBody[EmptyIn],
+      return_dto=None, responses={**errors(400, 404, 409, 413, 415), 402: ERRORS[402]})
+async def charge(invoice_id: str, request: Request[Any, Any, Any], svc: Services,
+                 data: EmptyIn | None = None) -> Response[ChargeResult]:
+    return typed(await run(svc.payments.charge, invoice_id, actor(request)), ChargeResult)
 
 
-@post("/v1/webhooks/stripe", tags=["payments"])
-async def stripe_webhook(request: Request[Any, Any, Any], svc: Services) -> Response[dict[str, Any]]:
+@post("/v1/webhooks/stripe", tags=["payments"], status_code=200, security=NO_AUTH,
+      responses={400: ERRORS[400], 404: ERRORS[404], 413: ERRORS[413]})
+async def stripe_webhook(request: Request[Any, Any, Any], svc: Services) -> Response[WebhookReceived]:
+    """Signed with ``Stripe-Signature`` (the route exists only when ``STRIPE_WEBHOOK_SECRET`` is set)."""
     if not svc.settings.stripe_webhook_secret:
         raise AbaxusError("NOT_FOUND", f"No route POST {request.url.path}.", status=404)
     payload = await read_raw(request)
     await run(svc.payments.webhook, payload, request.headers.get("stripe-signature"))
-    return json_response({"received": True})
+    return typed({"received": True}, WebhookReceived)
 
 
 ROUTES = [charge, stripe_webhook]

@@ -2,30 +2,43 @@
 
 from __future__ import annotations
 
-from typing import Any
+from litestar import Response, get, post
 
-from litestar import Request, Response, get, post
-
-from abaxus.api.responses import json_response
-from abaxus.api.routes import create_from_body, read_routes, run
+from abaxus.api.contract import StrictBody, errors
+from abaxus.api.routes import Paging, page, run, typed
 from abaxus.api.state import Services
 from abaxus.billing.plans import create_plan_version, deprecate_version, get_plan, list_plans
 from abaxus.schemas.catalog import PlanCreate, PlanOut
+from abaxus.schemas.responses import page_of
+
+PlanPage = page_of(PlanOut)
 
 
-@post("/v1/price-plans", tags=["price plans"])
-async def create(request: Request[Any, Any, Any], svc: Services) -> Response[PlanOut]:
-    return await create_from_body(request, svc, create_plan_version, PlanCreate)
+@post("/v1/price-plans", tags=["price plans"], dto=StrictBody[PlanCreate], return_dto=None,
+      responses=errors(400, 409, 413, 415))
+async def create(data: PlanCreate, svc: Services) -> Response[PlanOut]:
+    return typed(await run(create_plan_version, svc.engine, data), PlanOut, 201)
 
 
-@get("/v1/price-plans/{plan_id:str}/versions/{version:int}", tags=["price plans"])
+@get("/v1/price-plans", tags=["price plans"], responses=errors())
+async def list_all(paging: Paging, svc: Services) -> Response[PlanPage]:  # type: ignore[valid-type]
+    return page(*await run(list_plans, svc.engine, paging.limit, paging.cursor), PlanOut)
+
+
+@get("/v1/price-plans/{plan_id:str}", tags=["price plans"], responses=errors(404))
+async def get_one(plan_id: str, svc: Services) -> Response[PlanOut]:
+    return typed(await run(get_plan, svc.engine, plan_id), PlanOut)
+
+
+@get("/v1/price-plans/{plan_id:str}/versions/{version:int}", tags=["price plans"], responses=errors(404))
 async def get_version(plan_id: str, version: int, svc: Services) -> Response[PlanOut]:
-    return json_response(await run(get_plan, svc.engine, plan_id, version))
+    return typed(await run(get_plan, svc.engine, plan_id, version), PlanOut)
 
 
-@post("/v1/price-plans/{plan_id:str}/versions/{version:int}/deprecate", tags=["price plans"])
+@post("/v1/price-plans/{plan_id:str}/versions/{version:int}/deprecate", tags=["price plans"], status_code=200,
+      responses=errors(404))
 async def deprecate(plan_id: str, version: int, svc: Services) -> Response[PlanOut]:
-    return json_response(await run(deprecate_version, svc.engine, plan_id, version))
+    return typed(await run(deprecate_version, svc.engine, plan_id, version), PlanOut)
 
 
-ROUTES = [create, get_version, deprecate, *read_routes("/v1/price-plans", "price plans", PlanOut, list_plans, get_plan)]
+ROUTES = [create, list_all, get_one, get_version, deprecate]

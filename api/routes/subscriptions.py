@@ -2,34 +2,50 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Literal
 
-from litestar import Request, Response, get, post
+from litestar import Response, get, post
 
-from abaxus.api.body import read_body
-from abaxus.api.responses import json_response, list_response, page_params
-from abaxus.api.routes import create_from_body, read_routes, run
+from abaxus.api.contract import StrictBody, errors
+from abaxus.api.routes import Paging, page, run, typed
 from abaxus.api.state import Services
 from abaxus.billing.amendments import create_amendment, list_amendments
 from abaxus.billing.subscriptions import create_subscription, get_subscription, list_subscriptions
 from abaxus.schemas.catalog import AmendmentCreate, AmendmentOut, SubscriptionCreate, SubscriptionOut
+from abaxus.schemas.responses import page_of
+
+SubscriptionPage = page_of(SubscriptionOut)
+AmendmentPage = page_of(AmendmentOut)
+Status = Literal["active", "paused", "cancelled", "ended"]
 
 
-@post("/v1/subscriptions", tags=["subscriptions"])
-async def create(request: Request[Any, Any, Any], svc: Services) -> Response[SubscriptionOut]:
-    return await create_from_body(request, svc, create_subscription, SubscriptionCreate)
+@post("/v1/subscriptions", tags=["subscriptions"], dto=StrictBody[SubscriptionCreate], return_dto=None,
+      responses=errors(400, 413, 415))
+async def create(data: SubscriptionCreate, svc: Services) -> Response[SubscriptionOut]:
+    return typed(await run(create_subscription, svc.engine, data), SubscriptionOut, 201)
 
 
-@post("/v1/subscriptions/{subscription_id:str}/amendments", tags=["subscriptions"])
-async def amend(subscription_id: str, request: Request[Any, Any, Any], svc: Services) -> Response[AmendmentOut]:
-    body = await read_body(request, AmendmentCreate)
-    return json_response(await run(create_amendment, svc.engine, subscription_id, body), 201)
+@get("/v1/subscriptions", tags=["subscriptions"], responses=errors())
+async def list_all(paging: Paging, svc: Services, customer_id: str | None = None,
+                   status: Status | None = None) -> Response[SubscriptionPage]:  # type: ignore[valid-type]
+    found = await run(list_subscriptions, svc.engine, customer_id, status, paging.limit, paging.cursor)
+    return page(*found, SubscriptionOut)
 
 
-@get("/v1/subscriptions/{subscription_id:str}/amendments", tags=["subscriptions"])
-async def amendments_of(subscription_id: str, request: Request[Any, Any, Any], svc: Services) -> Response[list[AmendmentOut]]:
-    return list_response(*await run(list_amendments, svc.engine, subscription_id, *page_params(request)))
+@get("/v1/subscriptions/{subscription_id:str}", tags=["subscriptions"], responses=errors(404))
+async def get_one(subscription_id: str, svc: Services) -> Response[SubscriptionOut]:
+    return typed(await run(get_subscription, svc.engine, subscription_id), SubscriptionOut)
 
 
-ROUTES = [create, amend, amendments_of, *read_routes("/v1/subscriptions", "subscriptions", SubscriptionOut, list_subscriptions, get_subscription,
-                                 "customer_id", "status")]
+@post("/v1/subscriptions/{subscription_id:str}/amendments", tags=["subscriptions"], dto=StrictBody[AmendmentCreate],
+      return_dto=None, responses=errors(400, 404, 409, 413, 415))
+async def amend(subscription_id: str, data: AmendmentCreate, svc: Services) -> Response[AmendmentOut]:
+    return typed(await run(create_amendment, svc.engine, subscription_id, data), AmendmentOut, 201)
+
+
+@get("/v1/subscriptions/{subscription_id:str}/amendments", tags=["subscriptions"], responses=errors(404))
+async def amendments_of(subscription_id: str, paging: Paging, svc: Services) -> Response[AmendmentPage]:  # type: ignore[valid-type]
+    return page(*await run(list_amendments, svc.engine, subscription_id, paging.limit, paging.cursor), AmendmentOut)
+
+
+ROUTES = [create, list_all, get_one, amend, amendments_of]

@@ -6,15 +6,15 @@ from typing import Any
 
 from litestar import Request, Response, get, post
 
-from abaxus.api.body import read_body
-from abaxus.api.responses import json_response
-from abaxus.api.routes import run
-from abaxus.api.routes.events import time_range
+from abaxus.api.contract import StrictBody, errors
+from abaxus.api.routes import run, typed
+from abaxus.api.routes.events import From, Instant, time_range
 from abaxus.api.state import Services
 from abaxus.billing.customers import load_customer
 from abaxus.billing.usage import resolve_metric, summary_rows, usage_rows
 from abaxus.errors import InvalidInput
 from abaxus.schemas.events import UsageComputeIn
+from abaxus.schemas.responses import UsageCompute, UsageSummary
 from abaxus.timefmt import format_ms, parse_timestamp
 
 
@@ -27,8 +27,11 @@ def _check_customer(svc: Services, customer_id: str) -> None:
 COMPUTE_CATCH_UP_S = 10.0
 
 
-@get("/v1/usage/summary", tags=["usage"])
-async def summary(request: Request[Any, Any, Any], svc: Services) -> Response[dict[str, Any]]:
+@get("/v1/usage/summary", tags=["usage"], responses=errors())
+async def summary(request: Request[Any, Any, Any], svc: Services, customer_id: str | None = None,
+                  metric_key: str | None = None, from_: From = None,
+                  to: Instant = None) -> Response[UsageSummary]:
+    """Pre-aggregated usage; ``customer_id``, ``from`` and ``to`` are required (read as sent)."""
     q = request.query_params
     if not q.get("customer_id"):
         raise InvalidInput("MISSING_FIELD", "Add the query parameter 'customer_id'.", "customer_id")
@@ -43,13 +46,15 @@ async def summary(request: Request[Any, Any, Any], svc: Services) -> Response[di
     view.refresh_if_stale()
     keys = resolve_metric(view.metrics, q.get("metric_key"))
     rows = await run(summary_rows, svc.intake.usage, view.metrics, customer_id, keys, start, end)
-    return json_response({"customer_id": customer_id, "from": format_ms(start), "to": format_ms(end - 1000),
-                          "data": rows, "meta": {"lag_seconds": round(svc.intake.dataflow.lag_seconds(), 3)}})
+    return typed({"customer_id": customer_id, "from": format_ms(start), "to": format_ms(end - 1000),
+                  "data": rows, "meta": {"lag_seconds": round(svc.intake.dataflow.lag_seconds(), 3)}}, UsageSummary)
 
 
-@post("/v1/usage/compute", tags=["usage"])
-async def compute(request: Request[Any, Any, Any], svc: Services) -> Response[dict[str, Any]]:
-    body = await read_body(request, UsageComputeIn)
+@post("/v1/usage/compute", tags=["usage"], status_code=200, dto=StrictBody[UsageComputeIn], return_dto=None,
+      responses=errors(400, 413, 415))
+async def compute(data: UsageComputeIn, svc: Services) -> Response[UsageCompute]:
+    """Exact usage from raw events, as of a watermark that has seen every event acknowledged before."""
+    body = data
     start = parse_timestamp(body.period_start, "period_start")
     end_inclusive = parse_timestamp(body.period_end, "period_end")
     end = end_inclusive // 1000 * 1000 + 1000
@@ -69,11 +74,11 @@ async def compute(request: Request[Any, Any, Any], svc: Services) -> Response[di
         return rows, total, meta
 
     rows, total, (late, dups) = await run(work)
-    return json_response({
+    return typed({
         "customer_id": body.customer_id, "period_start": format_ms(start), "period_end": format_ms(end_inclusive),
         "data": rows,
         "meta": {"event_count": total, "late_event_count": late, "duplicate_count": dups, "usage_as_of": format_ms(as_of)},
-    })
+    }, UsageCompute)
 
 
 ROUTES = [summary, compute]
