@@ -628,16 +628,17 @@ def test_the_batcher_delivers_every_event_exactly_once_through_real_503_back_pre
         async def async_side() -> tuple[int, int]:
             async with AsyncClient(KEY, base_url=server.url, on_retry=lambda e: async_statuses.append(e.status),
                                    retry=RetryPolicy(max_attempts=20, max_elapsed=20)) as ac:
-                b = ac.events.batcher(max_batch=1000, flush_interval_ms=50, max_buffered=1000)
+                b = ac.events.batcher(max_batch=1000, flush_interval_ms=50, max_buffered=2000)
                 async with b:
-                    for i in range(3000):
+                    for i in range(4000):
+                        assert b.buffered <= 2000
                         await b.add(_event(f"async-{i}", value=1))
                     flushed = await b.flush()
                 return len(flushed), sum(r.ok for r in flushed)
 
-        assert asyncio.run(async_side()) == (3000, 3000)
+        assert asyncio.run(async_side()) == (4000, 4000)
         assert async_statuses.count(503) > 0, "the async batcher met no back-pressure"
-        assert _event_count(c)[0] == 9000
+        assert _event_count(c)[0] == 10000
         c.close()
     finally:
         server.stop()
