@@ -17,13 +17,13 @@ def text(value: str, field: str, *, min_len: int = 1, max_len: int) -> str:
 
 
 def client_id(value: str, field: str) -> str:
-    if not CLIENT_ID_RE.match(value):
+    if not CLIENT_ID_RE.fullmatch(value):
         raise InvalidInput("INVALID_ID", "Use 1–128 characters of letters, digits, '_', '.' or '-'.", field)
     return value
 
 
 def key(value: str, field: str) -> str:
-    if not KEY_RE.match(value):
+    if not KEY_RE.fullmatch(value):
         raise InvalidInput("INVALID_ID", "Use 1–64 characters of lower-case letters, digits or '_'.", field)
     return value
 

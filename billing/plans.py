@@ -86,7 +86,7 @@ def _price(value: Decimal | None, field: str) -> Decimal:
 def _charge(i: int, c: ChargeIn, active_metrics: dict[str, dict[str, Any]]) -> Charge:
     at = f"charges.{i}"
     cid = c.id if c.id is not None else f"chg_{i + 1}"
-    if c.id is not None and not (1 <= len(c.id) <= 64 and v.CLIENT_ID_RE.match(c.id)):
+    if c.id is not None and not (1 <= len(c.id) <= 64 and v.CLIENT_ID_RE.fullmatch(c.id)):
         raise InvalidInput("INVALID_ID", "Charge ids are 1–64 characters of letters, digits, '_', '.' or '-'.", f"{at}.id")
     for name in _PRICE_FIELDS:
         if getattr(c, name) is not None and name not in _USAGE_FIELDS[c.pricing_model]:

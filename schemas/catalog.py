@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 from msgspec import UNSET, Struct, UnsetType
+
+from abaxus.schemas.types import ClientId, MetricKey, text
 
 __all__ = [
     "AmendmentCreate",
@@ -43,7 +45,7 @@ class Request(Struct, forbid_unknown_fields=True, kw_only=True):
 
 # ---- API keys ---------------------------------------------------------------------------
 class ApiKeyCreate(Request, kw_only=True):
-    name: str
+    name: Annotated[str, text(100)]
     scope: Scope
     mode: Mode = "live"
 
@@ -60,12 +62,12 @@ class ApiKeyOut(Struct, kw_only=True):
 
 # ---- Metrics ----------------------------------------------------------------------------
 class MetricCreate(Request, kw_only=True):
-    key: str
-    name: str | UnsetType = UNSET
+    key: MetricKey
+    name: Annotated[str, text(200)] | UnsetType = UNSET
     display_name: str | UnsetType = UNSET
     aggregation: Aggregation | UnsetType = UNSET
     aggregation_type: Aggregation | UnsetType = UNSET
-    description: str | None = None
+    description: Annotated[str, text(2000, 0)] | None = None
     property: str | None = None
     percentile: Decimal | None = None
 
@@ -109,13 +111,13 @@ class EntitlementIn(Struct, forbid_unknown_fields=True, kw_only=True):
 
 
 class PlanCreate(Request, kw_only=True):
-    id: str
-    name: str
+    id: ClientId
+    name: Annotated[str, text(200)]
     currency: str
     billing_period: Literal["monthly", "quarterly", "annual"]
     charges: list[ChargeIn]
     entitlements: list[EntitlementIn] = []
-    changelog: str | None = None
+    changelog: Annotated[str, text(2000, 0)] | None = None
     effective_from: str | None = None
 
 
@@ -163,8 +165,8 @@ class PlanOut(Struct, kw_only=True):
 
 # ---- Customers --------------------------------------------------------------------------
 class CustomerCreate(Request, kw_only=True):
-    id: str
-    name: str
+    id: ClientId
+    name: Annotated[str, text(200)]
     email: str | None = None
     currency: str | None = None
     payment_provider: Literal["stripe"] | None = None
@@ -174,7 +176,7 @@ class CustomerCreate(Request, kw_only=True):
 
 
 class CustomerPatch(Request, kw_only=True):
-    name: str | UnsetType = UNSET
+    name: Annotated[str, text(200)] | UnsetType = UNSET
     email: str | None | UnsetType = UNSET
     payment_provider: Literal["stripe"] | None | UnsetType = UNSET
     payment_provider_customer_id: str | None | UnsetType = UNSET

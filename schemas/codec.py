@@ -99,6 +99,9 @@ def validation_error(message: str) -> AbaxusError:
         return InvalidInput("UNKNOWN_FIELD", f"Remove '{name}': it is not a field of this object.", _join(field, name))
     if field is None and text.startswith("Expected `object`"):
         return AbaxusError("MALFORMED_JSON", "The body must be a JSON object.", None, status=400)
+    if "matching regex" in text:  # only ids and keys carry patterns (schemas.types)
+        return InvalidInput("INVALID_ID", "Use only the characters this id allows: 1–128 of letters, digits, '_', '.', "
+                            "'-' (metric and feature keys: 1–64 of a–z, 0–9, '_').", field)
     if "decimal" in text:
         return InvalidInput("INVALID_DECIMAL", "Send a finite number or a decimal string such as \"0.0001\".", field)
     return InvalidInput("INVALID_FIELD", f"{text.rstrip('.')}.", field)

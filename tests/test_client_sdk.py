@@ -785,8 +785,6 @@ def _compare(doc: dict[str, Any], struct: Any, schema: dict[str, Any] | None, wh
             _compare(doc, inner, served[name], f"{where}.{name}", request, problems)
 
 
-@pytest.mark.xfail(strict=False, reason="the server's OpenAPI document is being typed in parallel; until that lands "
-                                        "on main a served schema may still be an untyped object")
 def test_client_structs_match_the_served_openapi_document(server: ServerProcess):
     """Every endpoint the client calls is served; field names, required-ness and JSON types agree.
 

@@ -16,7 +16,7 @@ ApiKeyPage = page_of(ApiKeyOut)
 
 
 @post("/v1/api-keys", tags=["api keys"], dto=StrictBody[ApiKeyCreate], return_dto=None,
-      responses=errors(400, 413, 415))
+      responses=errors(400, 409, 413, 415))
 async def create_api_key(data: ApiKeyCreate, svc: Services) -> Response[ApiKeyOut]:
     v.text(data.name, "name", max_len=100)
     return typed(await run(create_key, svc.engine, data.name, data.scope, data.mode), ApiKeyOut, 201)

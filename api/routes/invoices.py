@@ -18,7 +18,7 @@ from abaxus.timefmt import parse_timestamp
 
 InvoicePage = page_of(Invoice)
 AuditPage = page_of(AuditEntry)
-BODY = (400, 413, 415)
+BODY = (400, 409, 413, 415)
 
 
 def actor(request: Request[Any, Any, Any]) -> str:

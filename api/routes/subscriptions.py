@@ -20,7 +20,7 @@ Status = Literal["active", "paused", "cancelled", "ended"]
 
 
 @post("/v1/subscriptions", tags=["subscriptions"], dto=StrictBody[SubscriptionCreate], return_dto=None,
-      responses=errors(400, 413, 415))
+      responses=errors(400, 409, 413, 415))
 async def create(data: SubscriptionCreate, svc: Services) -> Response[SubscriptionOut]:
     return typed(await run(create_subscription, svc.engine, data), SubscriptionOut, 201)
 

@@ -51,7 +51,7 @@ async def summary(request: Request[Any, Any, Any], svc: Services, customer_id: s
 
 
 @post("/v1/usage/compute", tags=["usage"], status_code=200, dto=StrictBody[UsageComputeIn], return_dto=None,
-      responses=errors(400, 413, 415))
+      responses=errors(400, 409, 413, 415))
 async def compute(data: UsageComputeIn, svc: Services) -> Response[UsageCompute]:
     """Exact usage from raw events, as of a watermark that has seen every event acknowledged before."""
     body = data
