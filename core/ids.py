@@ -4,41 +4,24 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import os
 import re
-import threading
-import time
 
 import numpy as np
+from ulid import ULID
 
 __all__ = ["CLIENT_ID_RE", "KEY_RE", "event_id_for", "event_ids_for", "new_id"]
 
-_CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
 CLIENT_ID_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,128}$")
 KEY_RE = re.compile(r"^[a-z0-9_]{1,64}$")
 
-_lock = threading.Lock()
-_last = (0, 0)
-
-
-def _ulid() -> str:
-    """A 26-char lowercase ULID; monotonic within one millisecond in this process."""
-    global _last
-    with _lock:
-        ms = time.time_ns() // 1_000_000
-        last_ms, last_rand = _last
-        if ms <= last_ms:
-            ms, rand = last_ms, last_rand + 1
-        else:
-            rand = int.from_bytes(os.urandom(10), "big") >> 1  # headroom for increments
-        _last = (ms, rand)
-    value = (ms << 80) | rand
-    return "".join(_CROCKFORD[(value >> shift) & 31] for shift in range(125, -1, -5))
-
 
 def new_id(prefix: str) -> str:
-    """A server id such as ``met_01kn9946m0dbm0qdavzedy57he``."""
-    return f"{prefix}_{_ulid()}"
+    """A server id such as ``met_01kn9946m0dbm0qdavzedy57he`` (spec §1: lowercase Crockford ULID).
+
+    ``python-ulid``'s generator leads with the millisecond and, within one millisecond of this
+    process, increments the random part, so ids sort by creation time.
+    """
+    return f"{prefix}_{str(ULID()).lower()}"
 
 
 def event_id_for(idempotency_key: str) -> str:
