@@ -10,17 +10,21 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
+from tenacity import retry, retry_if_exception_type, stop_after_attempt
 
 from abaxus.errors import Conflict
 from abaxus.store.tables import idempotency_records as rec
 from abaxus.timefmt import now_ms
 
-__all__ = ["Replay", "claim", "complete", "release"]
+__all__ = ["CLAIM_ATTEMPTS", "RETENTION_MS", "STALE_CLAIM_MS", "Replay", "claim", "complete", "release"]
 
 RETENTION_MS = 48 * 3600 * 1000  # the contract promises at least 24 h
 # A claim still "running" after this long was left by a process that died mid-request (its
 # response was never stored): the next request with the key takes it over and runs.
 STALE_CLAIM_MS = 120 * 1000
+# Tries of one claim whose record keeps vanishing between the insert and the read.
+CLAIM_ATTEMPTS = 5
+_IN_USE = "The first request with this Idempotency-Key is still running; retry shortly."
 
 
 @dataclass(frozen=True)
@@ -31,6 +35,20 @@ class Replay:
 
 def claim(engine: Engine, key_id: str, key: str, fingerprint: str) -> Replay | None:
     """Claim ``key`` for this request, or return the stored response to replay."""
+    try:
+        return _try_claim(engine, key_id, key, fingerprint)
+    except _Released:  # other requests keep claiming and releasing it: one of them is running
+        raise Conflict("IDEMPOTENCY_KEY_IN_USE", _IN_USE) from None
+
+
+class _Released(Exception):
+    """The claim this request ran into was released before it could be read."""
+
+
+# A released key is free, so the claim is tried again at once; only a key that other requests
+# claim and release again between every insert and read runs out of attempts.
+@retry(retry=retry_if_exception_type(_Released), stop=stop_after_attempt(CLAIM_ATTEMPTS), reraise=True)
+def _try_claim(engine: Engine, key_id: str, key: str, fingerprint: str) -> Replay | None:
     now = now_ms()
     try:
         with engine.begin() as conn:
@@ -42,14 +60,14 @@ def claim(engine: Engine, key_id: str, key: str, fingerprint: str) -> Replay | N
         pass
     with engine.connect() as conn:
         row = conn.execute(select(rec).where((rec.c.api_key_id == key_id) & (rec.c.key == key))).mappings().first()
-    if row is None:  # released between our insert and read: claim again
-        return claim(engine, key_id, key, fingerprint)
+    if row is None:  # released between our insert and read
+        raise _Released
     if row["fingerprint"] != fingerprint:
         raise Conflict("IDEMPOTENCY_KEY_REUSED", "This Idempotency-Key was used for a different request; use a new key.")
     if row["status"] is None:
         if row["created_at"] < now - STALE_CLAIM_MS and _take_over(engine, key_id, key, row["created_at"], now):
             return None
-        raise Conflict("IDEMPOTENCY_KEY_IN_USE", "The first request with this Idempotency-Key is still running; retry shortly.")
+        raise Conflict("IDEMPOTENCY_KEY_IN_USE", _IN_USE)
     return Replay(status=row["status"], body=row["response_body"] or b"")
 
 

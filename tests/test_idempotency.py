@@ -69,3 +69,63 @@ def test_a_claim_abandoned_by_a_dead_request_is_taken_over(client):
     assert claim(engine, "key_dead", "k1", "fp") is None  # taken over: this request runs
     with pytest.raises(Conflict):  # and it is now the live claim
         claim(engine, "key_dead", "k1", "fp")
+
+
+def _competing_request(engine, release_times: int):
+    """Another request with the same key that claims it just before our insert and releases it
+    just before our read, ``release_times`` times (on our connection: SQLite has one writer)."""
+    from sqlalchemy import event
+
+    state = {"inserts": 0, "releases": 0}
+
+    def before(conn, cursor, statement, parameters, context, executemany):
+        if "idempotency_records" not in statement or state["releases"] >= release_times:
+            return
+        raw = cursor.connection
+        if statement.lstrip().upper().startswith("INSERT"):
+            state["inserts"] += 1
+            raw.execute("INSERT INTO idempotency_records (api_key_id, key, fingerprint, status, response_body, created_at)"
+                        " VALUES ('key_race', 'k', 'other', NULL, NULL, 0)")
+        elif statement.lstrip().upper().startswith("SELECT"):
+            state["releases"] += 1
+            raw.execute("DELETE FROM idempotency_records WHERE api_key_id = 'key_race' AND key = 'k'")
+
+    event.listen(engine, "before_cursor_execute", before)
+    return state, lambda: event.remove(engine, "before_cursor_execute", before)
+
+
+def test_a_claim_released_under_it_is_tried_again_and_wins(client):
+    from sqlalchemy import select
+
+    from abaxus.billing.idempotency import claim
+    from abaxus.store.tables import idempotency_records
+
+    engine = client.app.state.services.engine
+    state, stop = _competing_request(engine, release_times=1)
+    try:
+        assert claim(engine, "key_race", "k", "fp") is None
+    finally:
+        stop()
+    assert state == {"inserts": 1, "releases": 1}
+    with engine.connect() as conn:
+        rows = conn.execute(select(idempotency_records.c.fingerprint, idempotency_records.c.status)
+                            .where(idempotency_records.c.api_key_id == "key_race")).all()
+    assert [tuple(r) for r in rows] == [("fp", None)]  # ours, running
+
+
+def test_a_key_released_under_every_claim_gives_up_after_a_few_tries_as_in_use(client):
+    """It used to recurse without bound (a RecursionError, so a 500, under a storm of retries)."""
+    import pytest
+
+    from abaxus.billing.idempotency import CLAIM_ATTEMPTS, claim
+    from abaxus.errors import Conflict
+
+    engine = client.app.state.services.engine
+    state, stop = _competing_request(engine, release_times=10_000)
+    try:
+        with pytest.raises(Conflict) as refused:
+            claim(engine, "key_race", "k", "fp")
+    finally:
+        stop()
+    assert (refused.value.code, refused.value.status) == ("IDEMPOTENCY_KEY_IN_USE", 409)
+    assert state == {"inserts": CLAIM_ATTEMPTS, "releases": CLAIM_ATTEMPTS} and CLAIM_ATTEMPTS == 5
