@@ -203,3 +203,80 @@ webhook_events = Table(
     Column("received_at", BigInteger, nullable=False),
     UniqueConstraint("id", name="uq_webhook_event"),
 )
+
+# ---- outbound webhooks and usage alerts (revision 0004) ----------------------------------
+webhook_endpoints = Table(
+    "webhook_endpoints",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("url", Text, nullable=False),
+    Column("events", Text, nullable=False),  # JSON list of event types ("*" = every type)
+    Column("description", Text),
+    Column("secret", String(64), nullable=False),  # kept to sign deliveries; shown once, at creation
+    Column("status", String(10), nullable=False),  # enabled | disabled
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    Column("disabled_at", BigInteger),
+    Index("ix_webhook_endpoints_created", "created_at", "id"),
+)
+
+# The transactional outbox: written in the transaction of the change it announces.
+outbox_events = Table(
+    "outbox_events",
+    metadata,
+    Column("id", String(40), primary_key=True),  # whev_…, the receiver's dedup key
+    Column("type", String(40), nullable=False),
+    Column("payload", Text, nullable=False),  # the exact JSON body every delivery sends
+    Column("created_at", BigInteger, nullable=False),
+)
+
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("event_id", String(40), nullable=False),
+    Column("endpoint_id", String(40), nullable=False),
+    Column("event_type", String(40), nullable=False),
+    Column("status", String(10), nullable=False),  # pending | succeeded | failed
+    Column("attempt_count", Integer, nullable=False),
+    Column("next_attempt_at", BigInteger),  # NULL once succeeded or failed
+    Column("retry_until", BigInteger, nullable=False),
+    Column("claimed_until", BigInteger),  # a worker's lease on an attempt in flight
+    Column("last_status_code", Integer),
+    Column("last_error", Text),
+    Column("created_at", BigInteger, nullable=False),
+    Column("delivered_at", BigInteger),
+    Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
+    Index("ix_webhook_deliveries_endpoint", "endpoint_id", "created_at", "id"),
+    Index("ix_webhook_deliveries_event", "event_id"),
+)
+
+webhook_attempts = Table(
+    "webhook_attempts",
+    metadata,
+    Column("delivery_id", String(40), primary_key=True),
+    Column("attempt", Integer, primary_key=True),
+    Column("at", BigInteger, nullable=False),
+    Column("status_code", Integer),
+    Column("error", Text),
+    Column("duration_ms", Integer, nullable=False),
+)
+
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("customer_id", String(128), nullable=False),
+    Column("metric_key", String(64)),
+    Column("kind", String(8), nullable=False),  # usage | spend
+    Column("threshold", String(40), nullable=False),  # exact decimal text
+    Column("status", String(10), nullable=False),  # active | disabled
+    Column("created_at", BigInteger, nullable=False),
+    Column("disabled_at", BigInteger),
+    Column("last_triggered_at", BigInteger),
+    Column("triggered_period_start", BigInteger),
+    Column("triggered_period_end", BigInteger),
+    Column("triggered_value", String(64)),
+    Index("ix_alerts_customer", "customer_id", "created_at", "id"),
+    Index("ix_alerts_created", "created_at", "id"),
+)
