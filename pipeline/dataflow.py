@@ -26,6 +26,7 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.run import cli_main
+from tenacity import Retrying, retry_if_exception_type, wait_exponential
 
 from abaxus.logging import get_logger
 from abaxus.pipeline.bloom import BloomFilter
@@ -264,40 +265,44 @@ class Dataflow:
     def store_results(self, items: list[DedupResult]) -> None:
         kept = [r.kept for r in items if r.kept.num_rows]
         dropped = [r.dropped for r in items if r.dropped.num_rows]
-        failures = 0
-        while True:
-            stamp = now_ms()
-            now = datetime.fromtimestamp(stamp / 1000, tz=timezone.utc)
-            self.progress.inserting(stamp)
-            try:
-                if kept:
-                    events = self._to_event_rows(kept, now)
-                    self.usage.insert_events(events)
-                    self.telemetry.events_ingested.inc(events.num_rows)
-                if dropped:
-                    d = pa.Table.from_batches(dropped)
-                    self.usage.insert_duplicates(pa.table({
-                        "idempotency_key": d.column("idempotency_key"), "customer_id": d.column("customer_id"),
-                        "metric_key": d.column("metric_key"),
-                        "received_at": d.column("accepted_at")}, schema=_DUP_SCHEMA))
-                if failures:
-                    log.info("usage_store_recovered", failed_attempts=failures)
-                    self.store_problem = None
-                    self.progress.set_stalled(None)
-                break
-            except Exception as exc:  # the store is down: keep the events, retry
-                failures += 1
-                self.store_problem = _short_reason(exc)
-                log.warning("usage_store_insert_failed", error=str(exc)[:500], attempt=failures)
-                if failures >= 2:  # not a blip: waiting requests get 503 instead of a stale answer
-                    self.progress.set_stalled(self.store_problem)
-                if self.stopping.is_set():
-                    raise
-                time.sleep(min(0.25 * 2 ** min(failures, 4), 2.0))
-            finally:
-                self.progress.inserting(None)
+        # No attempt limit: the events stay in the durable log until stored, so the sink waits
+        # out a full disk or a restarting server (0.5 s, 1 s, then every 2 s) until the flow stops.
+        retrying = Retrying(retry=retry_if_exception_type(Exception), wait=wait_exponential(multiplier=0.5, max=2.0),
+                            stop=lambda _: self.stopping.is_set(), sleep=self.stopping.wait, reraise=True)
+        for attempt in retrying:
+            with attempt:
+                self._store_once(kept, dropped, attempt.retry_state.attempt_number)
         for r in items:
             kept_keys = set(r.kept.column("idempotency_key").to_pylist()) if r.backfill else None
             self.progress.completed(r.position, kept_keys)
         if items:
             self._commit(max(r.position for r in items))
+
+    def _store_once(self, kept: list[pa.RecordBatch], dropped: list[pa.RecordBatch], attempt: int) -> None:
+        """One insert; a failure sets ``store_problem`` (and the stalled signal from the second on)."""
+        stamp = now_ms()
+        now = datetime.fromtimestamp(stamp / 1000, tz=timezone.utc)
+        self.progress.inserting(stamp)
+        try:
+            if kept:
+                events = self._to_event_rows(kept, now)
+                self.usage.insert_events(events)
+                self.telemetry.events_ingested.inc(events.num_rows)
+            if dropped:
+                d = pa.Table.from_batches(dropped)
+                self.usage.insert_duplicates(pa.table({
+                    "idempotency_key": d.column("idempotency_key"), "customer_id": d.column("customer_id"),
+                    "metric_key": d.column("metric_key"),
+                    "received_at": d.column("accepted_at")}, schema=_DUP_SCHEMA))
+            if attempt > 1:
+                log.info("usage_store_recovered", failed_attempts=attempt - 1)
+                self.store_problem = None
+                self.progress.set_stalled(None)
+        except Exception as exc:  # the store is down: keep the events, retry
+            self.store_problem = _short_reason(exc)
+            log.warning("usage_store_insert_failed", error=str(exc)[:500], attempt=attempt)
+            if attempt >= 2:  # not a blip: waiting requests get 503 instead of a stale answer
+                self.progress.set_stalled(self.store_problem)
+            raise
+        finally:
+            self.progress.inserting(None)
