@@ -155,6 +155,7 @@ class IntakeLog:
         if not self._flushing:
             self._flushing = True
             self._flush_task = loop.create_task(self._flush_loop())
+            self._flush_task.add_done_callback(self._flush_ended)
         return await future
 
     async def _flush_loop(self) -> None:
@@ -174,6 +175,14 @@ class IntakeLog:
                         fut.set_result(pos)
         finally:
             self._flushing = False
+
+    def _flush_ended(self, task: asyncio.Task[None]) -> None:
+        """Say so when a flush ends other than by emptying the queue: the appends it held never
+        get an answer (their records may or may not be durable), and nothing else would tell."""
+        if task.cancelled():
+            log.warning("intake_log_flush_cancelled", durable=list(self._durable))
+        elif (exc := task.exception()) is not None:
+            log.error("intake_log_flush_crashed", error=repr(exc), durable=list(self._durable), exc_info=exc)
 
     def _write_group(self, payloads: list[bytes]) -> list[Position]:
         with self._lock:

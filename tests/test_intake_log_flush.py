@@ -1,0 +1,94 @@
+"""The intake log's flush task: one that ends other than by emptying its queue is logged.
+
+Appends wait on the task; if it dies or is cancelled mid-write, their requests never get an
+answer, so the end must at least show in the log (it used to vanish with the dropped task).
+Each scenario runs in a fresh interpreter with JSON logs, so what it logged is read exactly
+(structlog caches loggers on first use, so a test process keeps whatever renderer came first).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from abaxus.logging import configure_logging
+from abaxus.pipeline.log import IntakeLog
+
+
+class _Abandoned(BaseException):
+    """What no ``except Exception`` in the flush loop catches (as ``CancelledError`` is not)."""
+
+
+class _PayloadThatAborts(bytes):
+    def __len__(self) -> int:
+        raise _Abandoned("the write was abandoned")
+
+
+def _crash_then_append(directory: str) -> None:
+    configure_logging("json")
+    intake = IntakeLog(Path(directory))
+
+    async def scenario() -> tuple[int, int]:
+        stuck = asyncio.ensure_future(intake.append(_PayloadThatAborts(b"x")))
+        await asyncio.sleep(0.2)
+        assert intake._flush_task is not None and intake._flush_task.done() and not stuck.done()
+        stuck.cancel()
+        return await asyncio.wait_for(intake.append(b"next"), 5)  # a new flush takes it
+
+    try:
+        print(json.dumps({"event": "appended", "position": list(asyncio.run(scenario()))}))
+    finally:
+        intake.close()
+
+
+def _cancel_mid_write(directory: str) -> None:
+    configure_logging("json")
+    intake = IntakeLog(Path(directory))
+
+    async def scenario() -> None:
+        waiting = asyncio.ensure_future(intake.append(b"in flight"))
+        await asyncio.sleep(0)  # the flush task has started its write in a thread
+        assert intake._flush_task is not None
+        intake._flush_task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await intake._flush_task
+        waiting.cancel()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        intake.close()
+
+
+def _logged(tmp_path: Path, scenario: str) -> list[dict[str, Any]]:
+    code = (f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
+            f"import {__name__} as t; t.{scenario}(sys.argv[1])")
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "log")], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    for line in lines:
+        line.pop("timestamp", None)
+    return lines
+
+
+def test_an_error_escaping_the_flush_is_logged_and_the_log_still_takes_appends(tmp_path: Path):
+    crashed, appended = _logged(tmp_path, "_crash_then_append")
+    exception = crashed.pop("exception")
+    assert crashed == {"event": "intake_log_flush_crashed", "level": "error",
+                       "error": "_Abandoned('the write was abandoned')", "durable": [0, 0]}
+    assert exception.startswith("Traceback") and exception.endswith("_Abandoned: the write was abandoned")
+    # Nothing of the abandoned write reached the file: the next record starts at 0.
+    assert appended == {"event": "appended", "position": [0, 8 + len(b"next")]}
+
+
+def test_a_flush_cancelled_mid_write_is_logged(tmp_path: Path):
+    (cancelled,) = _logged(tmp_path, "_cancel_mid_write")
+    # The thread's write may or may not have finished when the task was cancelled.
+    assert cancelled.pop("durable") in ([0, 0], [0, 8 + len(b"in flight")])
+    assert cancelled == {"event": "intake_log_flush_cancelled", "level": "warning"}
