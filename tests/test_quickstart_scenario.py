@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from abaxus.quickstart import run_quickstart
+from abaxus.cli.quickstart import run_quickstart
 
 
 def _check(invoice: dict) -> None:  # type: ignore[type-arg]

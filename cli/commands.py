@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import gc
-
+import tempfile
 from pathlib import Path
 
 import typer
+import uvicorn
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+from rich.table import Table
 
+from abaxus.api.app import create_app, open_metadata, open_services
+from abaxus.billing.api_keys import any_keys, create_key
+from abaxus.cli.quickstart import run_quickstart
+from abaxus.logging import configure_logging
 from abaxus.settings import Settings, SettingsError
+from abaxus.store.usage import UsageStore, open_usage_client
+
+__all__ = ["app"]
 
 app = typer.Typer(help="Abaxus: self-hosted usage-based billing.", no_args_is_help=True, add_completion=False)
 keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
@@ -29,12 +39,6 @@ def _settings() -> Settings:
 def serve(host: str = typer.Option(None, help="Listen address (default ABAXUS_HOST or 127.0.0.1)."),
           port: int = typer.Option(None, help="Port (default ABAXUS_PORT or 8080).")) -> None:
     """Run the API and the ingestion dataflow in one process (embedded by default)."""
-    import uvicorn
-
-    from abaxus.api.app import create_app, open_services
-    from abaxus.billing.api_keys import any_keys
-    from abaxus.logging import configure_logging
-
     settings = _settings()
     settings = settings.with_(host=host or settings.host, port=port or settings.port)
     configure_logging(settings.log_format)
@@ -67,9 +71,6 @@ def _tune_gc() -> None:
 def migrate(rebuild_summary: bool = typer.Option(False, "--rebuild-summary",
                                                  help="Also recompute the pre-aggregated usage from raw events.")) -> None:
     """Create or upgrade the metadata and usage schemas (safe to re-run)."""
-    from abaxus.api.app import open_metadata
-    from abaxus.store.usage import UsageStore
-
     settings = _settings()
     open_metadata(settings).dispose()
     usage = UsageStore(settings)
@@ -85,9 +86,6 @@ def create_api_key(name: str = typer.Option(..., "--name", help="A label for the
                    scope: str = typer.Option("admin", "--scope", help="admin, ingest or read."),
                    mode: str = typer.Option("live", "--mode", help="live or test.")) -> None:
     """Create an API key and print its secret once."""
-    from abaxus.api.app import open_metadata
-    from abaxus.billing.api_keys import create_key
-
     if scope not in ("admin", "ingest", "read"):
         console.print("[red]--scope must be admin, ingest or read.[/red]")
         raise typer.Exit(2)
@@ -105,10 +103,6 @@ def create_api_key(name: str = typer.Option(..., "--name", help="A label for the
 @app.command()
 def sql(query: str = typer.Argument(..., help="One read-only SELECT, WITH, SHOW or DESCRIBE statement.")) -> None:
     """Query the usage store read-only (embedded: with the server stopped)."""
-    from rich.table import Table
-
-    from abaxus.store.usage import open_usage_client
-
     first = query.lstrip().split(None, 1)[0].upper() if query.strip() else ""
     if first not in ("SELECT", "WITH", "SHOW", "DESCRIBE", "DESC", "EXPLAIN"):
         console.print("[red]Only one read-only SELECT, WITH, SHOW or DESCRIBE statement is allowed.[/red]")
@@ -136,13 +130,6 @@ def sql(query: str = typer.Argument(..., help="One read-only SELECT, WITH, SHOW 
 def quickstart(events: int = typer.Option(1_200_000, help="How many api_calls events to send."),
                data_dir: Path = typer.Option(None, help="Where to keep the data (default: a fresh temp dir).")) -> None:
     """Run the spec's Quick Start on a fresh embedded instance and print the invoice."""
-    import tempfile
-
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-    from rich.table import Table
-
-    from abaxus.quickstart import run_quickstart
-
     directory = data_dir or Path(tempfile.mkdtemp(prefix="abaxus-quickstart-"))
     with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                   console=console) as bar:
@@ -163,7 +150,3 @@ def quickstart(events: int = typer.Option(1_200_000, help="How many api_calls ev
     table.add_row("[bold]Total[/bold]", "", invoice["currency"].upper(), f"[bold]{invoice['total_amount'] / 10**exp:,.2f}[/bold]")
     console.print(table)
     console.print(f"total_amount = {invoice['total_amount']} (minor units); data in {directory}")
-
-
-if __name__ == "__main__":  # pragma: no cover
-    app()

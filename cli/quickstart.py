@@ -14,7 +14,9 @@ from typing import Any, Callable
 
 import httpx
 import msgspec
+import uvicorn
 
+from abaxus.api.app import create_app
 from abaxus.settings import Settings
 
 __all__ = ["run_quickstart"]
@@ -34,10 +36,6 @@ def _free_port() -> int:
 
 def run_quickstart(data_dir: Path, events: int = 1_200_000, progress: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Run steps 1–6 of the Quick Start; return the April invoice."""
-    import uvicorn
-
-    from abaxus.api.app import create_app
-
     port = _free_port()
     settings = Settings(data_dir=data_dir, bootstrap_key=KEY, port=port, log_format="console", rate_limit_rpm=10**9)
     server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
