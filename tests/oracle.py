@@ -66,3 +66,72 @@ def price(model: str, q: Decimal, terms: dict[str, Any], exponent: int) -> tuple
                 a = minor(q * unit + flat, exponent)
                 return a, [a]
     raise ValueError(model)
+
+
+# ---- commercial terms (minimum, discounts, credits) ----------------------------------------
+# Restated from docs/commercial-terms.md with plain Decimal loops (80 digits: every division
+# here is either exact or far from a half), not from billing.commercial's fractions.
+USAGE_MODELS = ("per_unit", "tiered", "volume", "package", "flat_fee")
+
+
+def half_up(x: Decimal) -> int:
+    return int(x.quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+def minimum_true_up(lines: list[dict[str, Any]], exponent: int, commitments: list[tuple[Decimal, int]],
+                    period_days: int) -> int:
+    """Minimum − (usage and flat lines), or 0; the minimum pro-rated by whole days, rounded once."""
+    from decimal import localcontext
+
+    if not commitments:
+        return 0
+    with localcontext() as ctx:
+        ctx.prec = 80
+        committed = Decimal(0)
+        for amount, days in commitments:
+            committed += amount * Decimal(10) ** exponent * days
+        minimum = half_up(committed / period_days)
+    billed = sum(li["amount"] for li in lines if li["pricing_model"] in USAGE_MODELS)
+    return max(minimum - billed, 0)
+
+
+def discounts(lines: list[dict[str, Any]], coupons: list[dict[str, Any]]) -> list[tuple[str, int]]:
+    """(coupon id, amount taken) per coupon that takes something, each on what earlier ones left."""
+    left = [li["amount"] if (li["pricing_model"] in USAGE_MODELS or li["pricing_model"] == "minimum_true_up")
+            and li["amount"] > 0 else 0 for li in lines]
+    out = []
+    for coupon in coupons:
+        targets = [i for i, li in enumerate(lines) if left[i] > 0 and (
+            coupon["applies_to"] is None or li["charge_id"].split(":")[-1] in coupon["applies_to"])]
+        base = sum(left[i] for i in targets)
+        if base == 0:
+            continue
+        if coupon["percent_off"] is not None:
+            taken = half_up(Decimal(base) * coupon["percent_off"] / 100)
+        else:
+            taken = min(coupon["amount_off"], base)
+        if taken == 0:
+            continue
+        out.append((coupon["id"], taken))
+        for i in targets:  # the discount is taken from its lines in invoice order
+            step = min(left[i], taken)
+            left[i] -= step
+            taken -= step
+    return out
+
+
+def credits(total_before: int, grants: list[dict[str, Any]], at: int) -> list[tuple[str, int]]:
+    """(grant id, amount drawn) in drawdown order until the total is 0."""
+    usable = [g for g in grants if g["remaining"] > 0 and g["effective_at"] <= at
+              and (g["expires_at"] is None or at < g["expires_at"])]
+    never = 2 ** 63
+    usable.sort(key=lambda g: (g["priority"], never if g["expires_at"] is None else g["expires_at"], g["created_at"], g["id"]))
+    due = max(total_before, 0)
+    out = []
+    for g in usable:
+        take = min(due, g["remaining"])
+        if take == 0:
+            break
+        out.append((g["id"], take))
+        due -= take
+    return out
