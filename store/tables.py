@@ -66,6 +66,7 @@ plan_versions = Table(
     Column("effective_from", BigInteger, nullable=False),
     Column("created_at", BigInteger, nullable=False),
     Column("deprecated_at", BigInteger),
+    Column("minimum", Text),  # JSON {"amount": "<decimal>"} per full period, NULL for none (revision 0005)
 )
 
 customers = Table(
@@ -279,4 +280,73 @@ alerts = Table(
     Column("triggered_value", String(64)),
     Index("ix_alerts_customer", "customer_id", "created_at", "id"),
     Index("ix_alerts_created", "created_at", "id"),
+)
+
+
+# ---- commercial terms (revision 0005) ------------------------------------------------------
+# A prepaid credit grant; ``remaining`` always equals the sum of its ledger entries.
+credit_grants = Table(
+    "credit_grants",
+    metadata,
+    Column("id", String(40), primary_key=True),  # cgr_…
+    Column("customer_id", String(128), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("amount", BigInteger, nullable=False),  # minor units granted
+    Column("remaining", BigInteger, nullable=False),  # minor units left (locked while an invoice draws)
+    Column("priority", Integer, nullable=False),  # lowest number drawn first
+    Column("effective_at", BigInteger, nullable=False),
+    Column("expires_at", BigInteger),  # exclusive; NULL: never
+    Column("description", Text),
+    Column("created_at", BigInteger, nullable=False),
+    Column("voided_at", BigInteger),
+    Column("void_reason", Text),
+    Index("ix_credit_grants_customer", "customer_id", "created_at", "id"),
+)
+
+# Append-only: every change to a grant's remaining amount, signed, with the invoice behind it.
+credit_ledger = Table(
+    "credit_ledger",
+    metadata,
+    Column("id", String(40), primary_key=True),  # cle_…
+    Column("grant_id", String(40), nullable=False),
+    Column("customer_id", String(128), nullable=False),
+    Column("invoice_id", String(40)),
+    Column("type", String(10), nullable=False),  # grant | drawdown | restore | void
+    Column("amount", BigInteger, nullable=False),
+    Column("at", BigInteger, nullable=False),
+    Index("ix_credit_ledger_grant", "grant_id", "id"),
+    Index("ix_credit_ledger_invoice", "invoice_id"),
+)
+
+coupons = Table(
+    "coupons",
+    metadata,
+    Column("id", String(128), primary_key=True),  # client-chosen, immutable once created
+    Column("percent_off", String(16)),  # exact decimal text
+    Column("amount_off", BigInteger),  # minor units of ``currency``
+    Column("currency", String(3)),
+    Column("duration", String(10), nullable=False),  # once | repeating | forever
+    Column("duration_in_periods", Integer),
+    Column("applies_to_charge_ids", Text),  # JSON list; NULL: the whole invoice
+    Column("created_at", BigInteger, nullable=False),
+    Index("ix_coupons_created", "created_at", "id"),
+)
+
+subscription_discounts = Table(
+    "subscription_discounts",
+    metadata,
+    Column("id", String(40), primary_key=True),  # dsc_…
+    Column("subscription_id", String(40), nullable=False),
+    Column("coupon_id", String(128), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Index("ix_subscription_discounts_subscription", "subscription_id", "created_at", "id"),
+)
+
+# Which invoices a discount was applied to; those still live count against its duration.
+discount_redemptions = Table(
+    "discount_redemptions",
+    metadata,
+    Column("discount_id", String(40), primary_key=True),
+    Column("invoice_id", String(40), primary_key=True),
+    Column("created_at", BigInteger, nullable=False),
 )
