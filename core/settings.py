@@ -2,17 +2,38 @@
 
 Nothing else in Abaxus reads ``os.environ``: the app factory, the CLI and the tests build a
 ``Settings`` and pass it down. Bad values fail loudly at start, naming the variable.
+
+Unknown ``ABAXUS_*`` variables fail too (a misspelt name would otherwise leave the default
+in force without a word). The known ones are exactly those
+``from_env`` reads (it reads every one of them on every call, so the list cannot drift),
+plus ``OTHER_PROGRAMS_VARIABLES``: names that share the prefix but belong to other programs
+of this repository and are ignored here, so a shell set up for them can still start Abaxus.
+
+``repr`` masks the secrets (the bootstrap key, the Stripe keys, passwords in URLs), so a
+settings object can be logged.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Mapping
+from urllib.parse import urlsplit, urlunsplit
 
-__all__ = ["Settings", "SettingsError"]
+__all__ = ["OTHER_PROGRAMS_VARIABLES", "Settings", "SettingsError"]
+
+# ABAXUS_* variables that are not settings of the server: Settings ignores them.
+OTHER_PROGRAMS_VARIABLES = frozenset({
+    "ABAXUS_API_KEY",  # abaxus-client (sdk/python): the key it sends
+    "ABAXUS_BASE_URL",  # abaxus-client: the server it talks to
+    "ABAXUS_TEST_PG",  # tests/conftest.py: the PostgreSQL server the tests use
+    "ABAXUS_CI_VENV",  # .ci/run: where CI builds its virtualenv
+})
+_SECRETS = frozenset({"bootstrap_key", "stripe_secret_key", "stripe_webhook_secret"})
+_URLS = frozenset({"database_url", "clickhouse_url"})
+_PASSWORD_PARAM = re.compile(r"(?i)((?:^|&)(?:password|pass|pwd)=)[^&]*")
 
 _KEY_RE = re.compile(r"^sk_(live|test)_[A-Za-z0-9]{40}$")
 _DURATION_RE = re.compile(r"^(\d+)([smhd])$")
@@ -52,8 +73,18 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read every ``ABAXUS_*`` (and ``STRIPE_*``) variable; refuse bad values and unknown names."""
         env = os.environ if env is None else env
+        asked = _Asked(env)
+        settings = cls._read(asked)
+        known = sorted(name for name in asked.names if name.startswith("ABAXUS_"))
+        for name in sorted(env):
+            if name.startswith("ABAXUS_") and name not in asked.names and name not in OTHER_PROGRAMS_VARIABLES:
+                raise SettingsError(f"{name} is not an Abaxus setting; unset it or use one of: {', '.join(known)}.")
+        return settings
 
+    @classmethod
+    def _read(cls, env: Mapping[str, str]) -> Settings:
         def get(name: str) -> str | None:
             value = env.get(name)
             return value if value not in (None, "") else None
@@ -105,6 +136,17 @@ class Settings:
             epoch_seconds=epoch_seconds,
         )
 
+    def __repr__(self) -> str:
+        shown = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is not None and f.name in _SECRETS:
+                value = "***"
+            elif value is not None and f.name in _URLS:
+                value = _without_password(value)
+            shown.append(f"{f.name}={value!r}")
+        return f"Settings({', '.join(shown)})"
+
     def with_(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
 
@@ -114,3 +156,38 @@ class Settings:
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'metadata.sqlite3').resolve()}"
+
+
+class _Asked(Mapping[str, str]):
+    """The environment, noting every name looked up (``from_env`` looks up each one it knows)."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self._env = env
+        self.names: set[str] = set()
+
+    def __getitem__(self, name: str) -> str:  # Mapping's get() and ``in`` come through here
+        self.names.add(name)
+        return self._env[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._env)
+
+    def __len__(self) -> int:
+        return len(self._env)
+
+
+def _without_password(url: str) -> str:
+    """``url`` with its password hidden: ``user:***@host``, ``?password=***``."""
+    try:
+        parts = urlsplit(url)
+        has_password = parts.password is not None
+    except ValueError:  # not a URL that can be taken apart: show none of it
+        return "***"
+    netloc = parts.netloc
+    if has_password:
+        userinfo, _, host = netloc.rpartition("@")
+        netloc = f"{userinfo.partition(':')[0]}:***@{host}"
+    query = _PASSWORD_PARAM.sub(r"\1***", parts.query)
+    if (netloc, query) == (parts.netloc, parts.query):
+        return url
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
