@@ -14,7 +14,7 @@ import msgspec
 from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from abaxus.billing import audit
+from abaxus.billing import audit, outbox
 from abaxus.billing.customers import load_customer
 from abaxus.billing.plans import load_version
 from abaxus.billing.pricing import Priced, Window, billable_windows, choose_subscription, load_specs, price_windows
@@ -158,6 +158,7 @@ class Invoicing:
                     audit.append(conn, row["id"], "invoice.issued", actor, {
                         "total_amount": p.total, "line_count": len(p.lines), "calculation_id": None,
                         "usage_as_of": format_ms(as_of)})
+                    outbox.emit(conn, "invoice.issued", outbox.invoice_data(row))
             return len(rows)
         except IntegrityError:
             created = 0
@@ -178,6 +179,7 @@ class Invoicing:
                 audit.append(conn, row["id"], "invoice.issued", actor, {
                     "total_amount": priced.total, "line_count": len(priced.lines), "calculation_id": calculation_id,
                     "usage_as_of": format_ms(as_of)})
+                outbox.emit(conn, "invoice.issued", outbox.invoice_data(row))
         except IntegrityError:
             with self.engine.connect() as conn:
                 existing = conn.execute(select(invoices.c.id).where(invoices.c.period_slot == row["period_slot"])).scalar()
@@ -295,4 +297,7 @@ class Invoicing:
             audit.append(conn, row["id"], "invoice.issued", actor, {"total_amount": total, "line_count": len(lines),
                                                                      "calculation_id": None, "usage_as_of": format_ms(as_of)})
             audit.append(conn, invoice_id, "invoice.adjusted", actor, {"adjustment_invoice_id": row["id"], "total_amount": total})
+            outbox.emit(conn, "invoice.issued", outbox.invoice_data(row))
+            outbox.emit(conn, "invoice.adjusted", outbox.invoice_data(inv, adjustment_invoice_id=row["id"],
+                                                                      adjustment_total_amount=total))
         return invoice_out(row)

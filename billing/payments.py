@@ -20,7 +20,7 @@ import stripe
 from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from abaxus.billing import audit
+from abaxus.billing import audit, outbox
 from abaxus.billing.customers import load_customer
 from abaxus.billing.invoices import invoice_out
 from abaxus.errors import AbaxusError, Conflict, InvalidInput, NotFound, Unavailable
@@ -181,6 +181,8 @@ class Payments:
             conn.execute(update(invoices).where(invoices.c.id == inv["id"]).values(charge_lock=None, charge_attempt=attempt))
             audit.append(conn, inv["id"], "invoice.charge_failed", actor, {
                 "attempt": attempt, "payment_intent_id": d.payment_intent_id, "decline_code": d.code, "message": d.message})
+            outbox.emit(conn, "invoice.payment_failed", outbox.invoice_data(
+                inv, attempt=attempt, payment_intent_id=d.payment_intent_id, decline_code=d.code, message=d.message))
 
     def _release(self, invoice_id: str) -> None:
         with self.engine.begin() as conn:
@@ -194,6 +196,7 @@ class Payments:
             audit.append(conn, inv["id"], "invoice.paid", actor,
                          {"payment_intent_id": intent_id, "amount": inv["total_amount"], "source": source})
             inv.update(status="paid", paid_at=now, payment_intent_id=intent_id)
+            outbox.emit(conn, "invoice.paid", outbox.invoice_data(inv, payment_intent_id=intent_id, source=source))
         return {"invoice_id": inv["id"], "status": "paid", "payment_intent_id": intent_id,
                 "amount": inv["total_amount"], "currency": inv["currency"], "charged_at": format_ms(now)}
 
@@ -234,6 +237,9 @@ class Payments:
             audit.append(conn, invoice_id, "invoice.charge_failed", "stripe", {
                 "attempt": inv["charge_attempt"] or None, "payment_intent_id": obj["id"],
                 "decline_code": err.get("decline_code") or err.get("code"), "message": err.get("message")})
+            outbox.emit(conn, "invoice.payment_failed", outbox.invoice_data(
+                inv, attempt=inv["charge_attempt"] or None, payment_intent_id=obj["id"],
+                decline_code=err.get("decline_code") or err.get("code"), message=err.get("message")))
 
 
 def invoice_after(engine: Engine, invoice_id: str) -> dict[str, Any]:

@@ -241,7 +241,7 @@ webhook_deliveries = Table(
     Column("status", String(10), nullable=False),  # pending | succeeded | failed
     Column("attempt_count", Integer, nullable=False),
     Column("next_attempt_at", BigInteger),  # NULL once succeeded or failed
-    Column("retry_until", BigInteger, nullable=False),
+    Column("retry_until", BigInteger),  # NULL: created_at + the configured retry window
     Column("claimed_until", BigInteger),  # a worker's lease on an attempt in flight
     Column("last_status_code", Integer),
     Column("last_error", Text),

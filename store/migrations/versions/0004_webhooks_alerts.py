@@ -59,7 +59,7 @@ def upgrade() -> None:
             sa.Column("status", sa.String(10), nullable=False),
             sa.Column("attempt_count", sa.Integer(), nullable=False),
             sa.Column("next_attempt_at", sa.BigInteger(), nullable=True),
-            sa.Column("retry_until", sa.BigInteger(), nullable=False),
+            sa.Column("retry_until", sa.BigInteger(), nullable=True),
             sa.Column("claimed_until", sa.BigInteger(), nullable=True),
             sa.Column("last_status_code", sa.Integer(), nullable=True),
             sa.Column("last_error", sa.Text(), nullable=True),
