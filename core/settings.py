@@ -69,6 +69,12 @@ class Settings:
     # and nothing of them is accepted, so lag and memory stay bounded under any load.
     intake_max_backlog_events: int = 500_000
     intake_max_lag_seconds: float = 5.0
+    # Outbound webhooks: the first retry waits up to this (doubling per attempt, full jitter,
+    # capped at 6 h); after the window a delivery is marked failed. Alerts: seconds between
+    # evaluations, so a crossing fires well within 60 s of its usage being stored.
+    webhook_retry_base_seconds: float = 30.0
+    webhook_retry_window_seconds: float = 3 * 86400.0
+    alert_interval_seconds: float = 10.0
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -112,6 +118,21 @@ class Settings:
             epoch_seconds = float(epoch) if epoch else 5.0
         except ValueError:
             raise SettingsError(f"ABAXUS_EPOCH_SECONDS must be a number of seconds, got {epoch!r}.") from None
+
+        def seconds(name: str, default: float) -> float:
+            raw = get(name)
+            try:
+                value = float(raw) if raw else default
+            except ValueError:
+                value = -1.0
+            if not 0 < value < float("inf"):
+                raise SettingsError(f"{name} must be a positive number of seconds, got {raw!r}.")
+            return value
+
+        retry_window = get("ABAXUS_WEBHOOK_RETRY_WINDOW") or "3d"
+        m_window = _DURATION_RE.match(retry_window)
+        if m_window is None or int(m_window.group(1)) < 1:
+            raise SettingsError(f"ABAXUS_WEBHOOK_RETRY_WINDOW must look like 3d, 12h or 90s, got {retry_window!r}.")
         lag = get("ABAXUS_INTAKE_MAX_LAG") or "5s"
         m_lag = _DURATION_RE.match(lag)
         if m_lag is None or int(m_lag.group(1)) < 1:
@@ -134,6 +155,9 @@ class Settings:
             stripe_webhook_secret=get("STRIPE_WEBHOOK_SECRET"),
             log_format=log_format,
             epoch_seconds=epoch_seconds,
+            webhook_retry_base_seconds=seconds("ABAXUS_WEBHOOK_RETRY_BASE", 30.0),
+            webhook_retry_window_seconds=float(int(m_window.group(1)) * _UNITS[m_window.group(2)]),
+            alert_interval_seconds=seconds("ABAXUS_ALERT_INTERVAL", 10.0),
         )
 
     def __repr__(self) -> str:
