@@ -30,7 +30,7 @@ class Out(Struct, frozen=True, kw_only=True):
 
 
 # ---- errors (§3) -------------------------------------------------------------------------
-class ErrorDetail(Out):
+class ErrorDetail(Out, frozen=True, kw_only=True):
     code: str
     message: str
     field: str | None
@@ -41,33 +41,33 @@ class ErrorDetail(Out):
     reasons: dict[str, str] | UnsetType = UNSET
 
 
-class ErrorBody(Out):
+class ErrorBody(Out, frozen=True, kw_only=True):
     error: ErrorDetail
 
 
 # ---- operations (§17) --------------------------------------------------------------------
-class Health(Out):
+class Health(Out, frozen=True, kw_only=True):
     status: Literal["ok"]
 
 
-class Ready(Out):
+class Ready(Out, frozen=True, kw_only=True):
     status: Literal["ready"]
 
 
 # ---- events (§9) -------------------------------------------------------------------------
-class EventQueued(Out):
+class EventQueued(Out, frozen=True, kw_only=True):
     event_id: str
     status: Literal["queued"]
     idempotency_key: str
 
 
-class BatchError(Out):
+class BatchError(Out, frozen=True, kw_only=True):
     code: str
     message: str
     field: str | None
 
 
-class BatchItem(Out):
+class BatchItem(Out, frozen=True, kw_only=True):
     """One event's result: ``queued``/``stored``/``duplicate`` with its id, or ``rejected`` with why."""
 
     index: int
@@ -76,24 +76,24 @@ class BatchItem(Out):
     error: BatchError | UnsetType = UNSET
 
 
-class BatchResult(Out):
+class BatchResult(Out, frozen=True, kw_only=True):
     accepted: int
     rejected: int
     results: list[BatchItem]
 
 
-class VoidItem(Out):
+class VoidItem(Out, frozen=True, kw_only=True):
     idempotency_key: str
     event_id: str
     status: Literal["voided", "already_voided", "pending"]
 
 
-class VoidResult(Out):
+class VoidResult(Out, frozen=True, kw_only=True):
     voided: int
     results: list[VoidItem]
 
 
-class EventOut(Out):
+class EventOut(Out, frozen=True, kw_only=True):
     event_id: str
     idempotency_key: str
     customer_id: str
@@ -108,18 +108,18 @@ class EventOut(Out):
 
 
 # ---- usage (§10) -------------------------------------------------------------------------
-class UsageSummaryRow(Out):
+class UsageSummaryRow(Out, frozen=True, kw_only=True):
     metric_key: str
     aggregation: str
     quantity: Quantity
     event_count: int
 
 
-class UsageSummaryMeta(Out):
+class UsageSummaryMeta(Out, frozen=True, kw_only=True):
     lag_seconds: float
 
 
-class UsageSummary(Out):
+class UsageSummary(Out, frozen=True, kw_only=True):
     customer_id: str
     from_: str = msgspec.field(name="from")
     to: str
@@ -127,7 +127,7 @@ class UsageSummary(Out):
     meta: UsageSummaryMeta
 
 
-class UsageComputeRow(Out):
+class UsageComputeRow(Out, frozen=True, kw_only=True):
     metric_key: str
     aggregation: str
     quantity: Quantity
@@ -135,14 +135,14 @@ class UsageComputeRow(Out):
     events_checksum: str
 
 
-class UsageComputeMeta(Out):
+class UsageComputeMeta(Out, frozen=True, kw_only=True):
     event_count: int
     late_event_count: int
     duplicate_count: int
     usage_as_of: str
 
 
-class UsageCompute(Out):
+class UsageCompute(Out, frozen=True, kw_only=True):
     customer_id: str
     period_start: str
     period_end: str
@@ -151,7 +151,7 @@ class UsageCompute(Out):
 
 
 # ---- invoices, pricing (§11, §12) --------------------------------------------------------
-class TierRow(Out):
+class TierRow(Out, frozen=True, kw_only=True):
     tier: int
     from_: int = msgspec.field(name="from")
     up_to: int | None
@@ -161,7 +161,7 @@ class TierRow(Out):
     amount: int
 
 
-class LineItem(Out):
+class LineItem(Out, frozen=True, kw_only=True):
     """An invoice, calculation or preview line; ``event_count``/``events_checksum`` trace it to its events."""
 
     charge_id: str
@@ -178,7 +178,7 @@ class LineItem(Out):
     previous_quantity: Quantity | UnsetType = UNSET
 
 
-class Invoice(Out):
+class Invoice(Out, frozen=True, kw_only=True):
     id: str
     type: Literal["standard", "adjustment"]
     adjusts_invoice_id: str | None
@@ -201,7 +201,7 @@ class Invoice(Out):
     archive_reason: str | None
 
 
-class Calculation(Out):
+class Calculation(Out, frozen=True, kw_only=True):
     calculation_id: str
     customer_id: str
     subscription_id: str
@@ -217,7 +217,7 @@ class Calculation(Out):
     expires_at: str
 
 
-class Preview(Out):
+class Preview(Out, frozen=True, kw_only=True):
     plan_id: str
     plan_version: int
     currency: str
@@ -225,7 +225,7 @@ class Preview(Out):
     line_items: list[LineItem]
 
 
-class LineEvents(Out):
+class LineEvents(Out, frozen=True, kw_only=True):
     """A page of the events behind one line, with the line's own count and checksum."""
 
     data: list[EventOut]
@@ -234,13 +234,13 @@ class LineEvents(Out):
     events_checksum: str | None
 
 
-class JobError(Out):
+class JobError(Out, frozen=True, kw_only=True):
     customer_id: str
     subscription_id: str
     error: Any
 
 
-class Job(Out):
+class Job(Out, frozen=True, kw_only=True):
     id: str
     status: Literal["queued", "running", "succeeded", "failed"]
     cutoff_date: str
@@ -253,13 +253,13 @@ class Job(Out):
     finished_at: str | None
 
 
-class JobQueued(Out):
+class JobQueued(Out, frozen=True, kw_only=True):
     job_id: str
     status: Literal["queued"]
 
 
 # ---- payments and audit (§13, §14) -------------------------------------------------------
-class ChargeResult(Out):
+class ChargeResult(Out, frozen=True, kw_only=True):
     invoice_id: str
     status: Literal["paid"]
     payment_intent_id: str | None
@@ -268,11 +268,11 @@ class ChargeResult(Out):
     charged_at: str
 
 
-class WebhookReceived(Out):
+class WebhookReceived(Out, frozen=True, kw_only=True):
     received: bool
 
 
-class AuditEntry(Out):
+class AuditEntry(Out, frozen=True, kw_only=True):
     id: str
     type: str
     actor: str
@@ -281,12 +281,12 @@ class AuditEntry(Out):
 
 
 # ---- entitlements (§15) ------------------------------------------------------------------
-class PlanRef(Out):
+class PlanRef(Out, frozen=True, kw_only=True):
     plan_id: str
     plan_version: int
 
 
-class EntitlementCheck(Out):
+class EntitlementCheck(Out, frozen=True, kw_only=True):
     feature_key: str
     type: Literal["boolean", "limit", "custom"] | None
     granted: bool
@@ -301,7 +301,7 @@ class EntitlementGrant(EntitlementCheck, frozen=True, kw_only=True):
     source_plans: list[PlanRef] = []
 
 
-class Entitlements(Out):
+class Entitlements(Out, frozen=True, kw_only=True):
     customer_id: str
     resolved_at: str
     entitlements: list[EntitlementGrant]

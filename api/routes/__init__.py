@@ -6,7 +6,7 @@ on every list operation), and typed answers.
 """
 
 from functools import partial
-from typing import Annotated, Any, Callable, TypeVar
+from typing import Annotated, Any, Callable, TypeVar, cast
 
 import anyio.to_thread
 import msgspec
@@ -39,13 +39,18 @@ def paging(
     return Paging(limit, cursor or None)
 
 
-def typed(content: Any, out: type, status: int = 200, headers: dict[str, str] | None = None) -> Response[bytes]:
-    """Answer with ``content`` as the struct ``out``: what billing built is checked against the contract."""
+def typed(content: Any, out: type[T], status: int = 200, headers: dict[str, str] | None = None) -> Response[T]:
+    """Answer with ``content`` as the struct ``out``: what billing built is checked against the contract.
+
+    The body is encoded here, once, with the contract's number formats (quantities as plain
+    JSON numbers); the annotation says what that body is, for the handler and the document.
+    """
     if not isinstance(content, out):
         content = msgspec.convert(content, out, from_attributes=True)
-    return Response(content=encode_json(content), status_code=status, media_type="application/json", headers=headers)
+    body = Response(content=encode_json(content), status_code=status, media_type="application/json", headers=headers)
+    return cast("Response[T]", body)
 
 
-def page(rows: list[Any], next_cursor: str | None, item: type) -> Response[bytes]:
+def page(rows: list[Any], next_cursor: str | None, item: type) -> Response[Any]:
     """A ``{data, next_cursor}`` list page of ``item`` structs."""
     return typed({"data": rows, "next_cursor": next_cursor}, page_of(item))
