@@ -17,15 +17,25 @@ __all__ = [
     "MAX_MS",
     "add_months",
     "format_ms",
+    "in_range",
     "ms_to_datetime",
     "now_ms",
     "parse_timestamp",
+    "timestamp_error",
     "to_ms",
+    "zoned_ms",
 ]
 
+# RFC 3339 as msgspec reads it (the events' decoder), so an instant is read alike everywhere:
+# ASCII digits only (``\d`` would take "２０２６", which int() reads), and the offset's colon
+# optional as in ISO 8601 (+0200).
 _RFC3339 = re.compile(
-    r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d+)?(?P<offset>[Zz]|[+-]\d{2}:\d{2})?$"
+    r"^([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt ]([0-9]{2}):([0-9]{2}):([0-9]{2})(\.[0-9]+)?"
+    r"(?P<offset>[Zz]|[+-][0-9]{2}:?[0-9]{2})?$"
 )
+_NOT_A_STRING = "Send an RFC 3339 timestamp string such as 2026-04-01T00:00:00Z."
+_NOT_RFC3339 = "Send an RFC 3339 timestamp such as 2026-04-01T00:00:00Z."
+_NOT_ZONED = "Add a UTC offset to the timestamp, such as Z or +02:00."
 
 
 # Instants are accepted up to (not including) 2200-01-01T00:00:00Z. ClickHouse DateTime64(3)
@@ -41,38 +51,73 @@ def now_ms() -> int:
 
 
 def parse_timestamp(text: object, field: str) -> int:
-    """Parse an RFC 3339 timestamp with an offset to UTC milliseconds (extra digits dropped).
+    """Parse an RFC 3339 timestamp with an offset to UTC milliseconds.
+
+    Fractions are rounded to the microsecond at the 7th digit (as msgspec does for events),
+    then cut to the millisecond.
 
     Only instants in [1970, 2200) are accepted (see ``MAX_MS``); the offset is applied in
     integer seconds, so no year, however far, can overflow date arithmetic here.
     """
     if not isinstance(text, str):
-        raise InvalidInput("INVALID_TIMESTAMP", "Send an RFC 3339 timestamp string such as 2026-04-01T00:00:00Z.", field)
+        raise InvalidInput("INVALID_TIMESTAMP", _NOT_A_STRING, field)
     m = _RFC3339.match(text)
     if m is None:
-        raise InvalidInput("INVALID_TIMESTAMP", "Send an RFC 3339 timestamp such as 2026-04-01T00:00:00Z.", field)
+        raise InvalidInput("INVALID_TIMESTAMP", _NOT_RFC3339, field)
     if m.group("offset") is None:
-        raise InvalidInput("TIMESTAMP_NOT_ZONED", "Add a UTC offset to the timestamp, such as Z or +02:00.", field)
+        raise InvalidInput("TIMESTAMP_NOT_ZONED", _NOT_ZONED, field)
     year, month, day, hour, minute, second = (int(m.group(i)) for i in range(1, 7))
-    second = min(second, 59)  # a leap second counts as :59
-    frac = (m.group(7) or ".0")[1:]
-    millis = int((frac + "000")[:3])
+    if second == 60:  # a leap second counts as :59 (61 and up name no time)
+        second = 59
+    frac = (m.group(7) or ".")[1:]
+    micros = int((frac + "000000")[:6]) + (frac[6:7] >= "5")
     try:
         datetime(year, month, day, hour, minute, second)
     except ValueError:
         raise InvalidInput("INVALID_TIMESTAMP", "The timestamp names no real date or time.", field) from None
     seconds = calendar.timegm((year, month, day, hour, minute, second)) - _offset_seconds(m.group("offset"), field)
-    ms = seconds * 1000 + millis
+    return in_range(seconds * 1000 + micros // 1000, field)
+
+
+def in_range(ms: int, field: str) -> int:
+    """``ms`` if it is an instant Abaxus accepts (see ``MAX_MS``), else the range error."""
     if not 0 <= ms < MAX_MS:
         raise InvalidInput("INVALID_TIMESTAMP", _OUT_OF_RANGE, field)
     return ms
 
 
+def zoned_ms(dt: datetime, field: str) -> int:
+    """A datetime a decoder already read (msgspec, on the events' fast path) to UTC milliseconds.
+
+    The same rules as ``parse_timestamp``: an offset is required, digits past the millisecond
+    are dropped, the offset is applied in integer seconds (no overflow at year 1 or 9999).
+    The range is left to ``in_range``, so a caller can check tighter bounds of its own first.
+    """
+    offset = dt.utcoffset()
+    if offset is None:
+        raise InvalidInput("TIMESTAMP_NOT_ZONED", _NOT_ZONED, field)
+    seconds = calendar.timegm((dt.year, dt.month, dt.day, dt.hour, dt.minute, dt.second)) - int(offset.total_seconds())
+    return seconds * 1000 + dt.microsecond // 1000
+
+
+def timestamp_error(value: object, field: str) -> InvalidInput:
+    """The error ``parse_timestamp`` gives ``value``, for a decoder that refused it itself.
+
+    msgspec refuses what this module refuses and a leap second too (Python's datetime has no
+    :60, which ``parse_timestamp`` reads as :59): that one gets the general message.
+    """
+    try:
+        parse_timestamp(value, field)
+    except InvalidInput as err:
+        return err
+    return InvalidInput("INVALID_TIMESTAMP", _NOT_RFC3339, field)
+
+
 def _offset_seconds(offset: str, field: str) -> int:
-    """``Z`` or ``±hh:mm`` as seconds east of UTC."""
+    """``Z``, ``±hh:mm`` or ``±hhmm`` as seconds east of UTC."""
     if offset in ("Z", "z"):
         return 0
-    oh, om = int(offset[1:3]), int(offset[4:6])
+    oh, om = int(offset[1:3]), int(offset[-2:])
     if oh > 23 or om > 59:
         raise InvalidInput("INVALID_TIMESTAMP", "The UTC offset is out of range.", field)
     return (1 if offset[0] == "+" else -1) * (oh * 3600 + om * 60)

@@ -2,6 +2,9 @@
 
 Each event is checked on its own, so one bad event never fails the rest of a batch; the
 accepted ones become columns (never a list of dicts) and one durable log record.
+
+Timestamps are read by msgspec (in C, with the rest of the event) and judged by
+``abaxus.timefmt``: the same rules, codes and messages as every other instant in the API.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from abaxus.pipeline.records import INTAKE_SCHEMA
 from abaxus.schemas.codec import validation_error
 from abaxus.schemas.events import EventBatchTyped, EventIn
 from abaxus.schemas.nesting import too_deep
+from abaxus.timefmt import in_range, timestamp_error, zoned_ms
 
 __all__ = ["Accepted", "EventValidator", "Rejected"]
 
@@ -53,8 +57,15 @@ class _RawValue(msgspec.Struct, gc=False):
     value: msgspec.Raw = msgspec.Raw(b"null")
 
 
+class _RawTimestamp(msgspec.Struct, gc=False):
+    """The timestamp as sent, when msgspec refused it: for ``timestamp_error`` to word why."""
+
+    timestamp: Any = None
+
+
 _batch_value_text = msgspec.json.Decoder(_BatchValueText)
 _raw_value = msgspec.json.Decoder(_RawValue)
+_raw_timestamp = msgspec.json.Decoder(_RawTimestamp)
 _TS = pa.timestamp("ms", tz="UTC")
 _DECIMAL = pa.decimal128(38, 10)
 _EVENT_SCHEMA = INTAKE_SCHEMA
@@ -126,14 +137,10 @@ class EventValidator:
                 raise NotFound("METRIC_NOT_FOUND", f"No metric '{e.metric_key}'; create it first.", f"{prefix}metric_key")
         if metric["status"] != "active":
             raise InvalidInput("METRIC_INACTIVE", f"Metric '{e.metric_key}' is deactivated.", f"{prefix}metric_key")
-        ts = e.timestamp
-        if ts.tzinfo is None:
-            raise InvalidInput("TIMESTAMP_NOT_ZONED", "Add a UTC offset to the timestamp, such as Z.", f"{prefix}timestamp")
-        ms = int(ts.timestamp() * 1000) if ts.microsecond == 0 else int(ts.timestamp()) * 1000 + ts.microsecond // 1000
-        if ms < 0:
-            raise InvalidInput("INVALID_TIMESTAMP", "Timestamps before 1970 are not accepted.", f"{prefix}timestamp")
-        if ms > now_ms + FUTURE_MS:
+        ms = zoned_ms(e.timestamp, f"{prefix}timestamp")
+        if ms > now_ms + FUTURE_MS:  # checked before the range: an event from 2200 on is "ahead"
             raise InvalidInput("TIMESTAMP_IN_FUTURE", "The timestamp is more than 5 minutes ahead; check the sender's clock.", f"{prefix}timestamp")
+        in_range(ms, f"{prefix}timestamp")
         value = e.value
         if value is None:
             if metric["aggregation"] not in ("count", "unique_count"):
@@ -221,7 +228,7 @@ class EventValidator:
                 except msgspec.ValidationError as exc:
                     err = validation_error(str(exc))
                     if err.field == "timestamp" and err.code == "INVALID_FIELD":
-                        err = InvalidInput("INVALID_TIMESTAMP", "Send an RFC 3339 timestamp such as 2026-04-01T00:00:00Z.", "timestamp")
+                        err = timestamp_error(_raw_timestamp.decode(raw).timestamp, "timestamp")
                     err.field = f"{prefix}{err.field}" if err.field else prefix.rstrip(".") or None
                     raise err from None
                 except msgspec.DecodeError:
