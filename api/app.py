@@ -1,15 +1,18 @@
-"""The app factory: opens the stores, wires middleware, routes and DI, starts the pipeline.
+"""The app factory: wires middleware, routes and DI; its lifespan opens the stores and starts the pipeline.
 
 Middleware order (outermost first): latency → auth (key, scope, rate limit) → write
-idempotency. Routes never read the environment or globals: they take ``svc: Services``.
+idempotency; each gets what it uses when it is built. Routes never read the environment or
+globals: they name the parts they use as parameters (``engine``, ``ingestion``, …, see
+``abaxus.api.state``), each its own dependency.
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 from litestar import Litestar
-from litestar.datastructures import State
 from litestar.di import Provide
 from sqlalchemy import Engine
 
@@ -23,7 +26,7 @@ from abaxus.api.routes import paging
 from abaxus.api.routes import (
     api_keys, customers, entitlements, events, health, invoices, metrics, payments, price_plans, subscriptions, usage,
 )
-from abaxus.api.state import Services, services_from_state
+from abaxus.api.state import Services, dependencies
 from abaxus.billing.api_keys import any_keys, create_key
 from abaxus.billing.invoices import Invoicing
 from abaxus.billing.jobs import BulkInvoicing
@@ -42,10 +45,10 @@ ROUTE_MODULES = [health, api_keys, metrics, price_plans, customers, subscription
                  payments]
 
 
-def open_metadata(settings: Settings) -> Engine:
+def open_metadata(settings: Settings, engine: Engine | None = None) -> Engine:
     """Open and migrate the metadata store; create the bootstrap key on a keyless start."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    engine = open_engine(settings.resolved_database_url)
+    engine = engine or open_engine(settings.resolved_database_url)
     migrate(engine)
     if settings.bootstrap_key and not any_keys(engine):
         mode = "test" if settings.bootstrap_key.startswith("sk_test_") else "live"
@@ -54,43 +57,53 @@ def open_metadata(settings: Settings) -> Engine:
     return engine
 
 
-def open_services(settings: Settings) -> Services:
-    """Open every store and the ingestion pipeline (started with the app)."""
-    engine = open_metadata(settings)
-    services = Services(settings=settings, engine=engine, telemetry=Telemetry())
-    services.extras["rate_limiter"] = RateLimiter(settings.rate_limit_rpm)
-    services.extras["catalog_changed"] = lambda: services.catalog_view.refresh() if services.catalog_view else None
-    ingestion = Ingestion(settings, engine, services.telemetry)
-    services.intake, services.usage, services.dataflow = ingestion, ingestion.usage, ingestion.dataflow
-    services.catalog_view = ingestion.view
-    services.invoicing = Invoicing(engine, ingestion.usage, ingestion.caught_up_as_of)
-    services.bulk = BulkInvoicing(engine, services.invoicing)
-    services.payments = Payments(engine, settings)
-    return services
+def open_services(settings: Settings, engine: Engine, telemetry: Telemetry) -> Services:
+    """Migrate the metadata store and open the ingestion pipeline (not started yet) and billing on it."""
+    open_metadata(settings, engine)
+    ingestion = Ingestion(settings, engine, telemetry)
+    invoicing = Invoicing(engine, ingestion.usage, ingestion.caught_up_as_of)
+    return Services(settings=settings, engine=engine, telemetry=telemetry, ingestion=ingestion, usage=ingestion.usage,
+                    invoicing=invoicing, bulk=BulkInvoicing(engine, invoicing), payments=Payments(engine, settings))
 
 
-def create_app(settings: Settings | None = None, *, services: Services | None = None) -> Litestar:
+def _lifespan(settings: Settings, engine: Engine, telemetry: Telemetry) -> Callable[[Litestar], AbstractAsyncContextManager[None]]:
+    """Open every part at start-up and start the dataflow and interrupted bulk runs; close all at shutdown."""
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        try:
+            services = open_services(settings, engine, telemetry)
+        except BaseException:
+            engine.dispose()
+            raise
+        app.state.services = services
+        try:
+            services.start()
+            yield
+        finally:
+            services.close()
+
+    return lifespan
+
+
+def create_app(settings: Settings | None = None) -> Litestar:
+    """The app for ``settings`` (default: from the environment); nothing is opened until its lifespan starts."""
     settings = settings or Settings.from_env()
     configure_logging(settings.log_format)
-    services = services or open_services(settings)
+    # Built now for the middleware; the engine connects (and the schema is migrated) at start-up.
+    engine = open_engine(settings.resolved_database_url)
+    telemetry = Telemetry()
+    limiter = RateLimiter(settings.rate_limit_rpm)
     handlers: list[Any] = [h for module in ROUTE_MODULES for h in module.ROUTES]
-
-    def on_shutdown() -> None:
-        services.bulk.join()
-        services.intake.stop()
-        services.engine.dispose()
 
     return Litestar(
         route_handlers=handlers,
-        dependencies={"svc": Provide(services_from_state, sync_to_thread=False),
-                      "paging": Provide(paging, sync_to_thread=False)},
-        middleware=[LatencyMiddleware(), AuthMiddleware(), IdempotencyMiddleware()],
+        dependencies={**dependencies(), "paging": Provide(paging, sync_to_thread=False)},
+        middleware=[LatencyMiddleware(telemetry), AuthMiddleware(engine, limiter), IdempotencyMiddleware(engine)],
         exception_handlers=EXCEPTION_HANDLERS,
         openapi_config=openapi_config(__version__),
         plugins=[JsonNumberSchema()],
-        state=State({"services": services}),
-        on_startup=[services.intake.start, services.bulk.resume_interrupted],
-        on_shutdown=[on_shutdown],
+        lifespan=[_lifespan(settings, engine, telemetry)],
         request_max_body_size=6_000_000,
         debug=False,
     )

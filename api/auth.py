@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any
 
 import anyio.to_thread
 from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from sqlalchemy import Engine
 
-from abaxus.billing.api_keys import authenticate
+from abaxus.billing.api_keys import AuthenticatedKey, authenticate
 from abaxus.errors import AbaxusError, Forbidden, Unauthenticated
 
 __all__ = ["AuthMiddleware", "RateLimiter", "allowed_scopes"]
@@ -58,21 +58,26 @@ def _is_public(path: str) -> bool:
 
 
 class AuthMiddleware(ASGIMiddleware):
+    """Finds the key in the metadata store (``engine``), counts the request in ``limiter``, checks the scope."""
+
+    def __init__(self, engine: Engine, limiter: RateLimiter) -> None:
+        self.engine = engine
+        self.limiter = limiter
+
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
         if scope["type"] != "http" or _is_public(scope["path"]):
             await next_app(scope, receive, send)
             return
-        services = scope["litestar_app"].state.services
-        key = await self._authenticate(scope, services)
-        allowed, remaining, reset = services.extras["rate_limiter"].hit(key.id)
+        key = await self._authenticate(scope)
+        allowed, remaining, reset = self.limiter.hit(key.id)
         limit_headers = [
-            (b"x-ratelimit-limit", str(services.settings.rate_limit_rpm).encode()),
+            (b"x-ratelimit-limit", str(self.limiter.per_minute).encode()),
             (b"x-ratelimit-remaining", str(remaining).encode()),
             (b"x-ratelimit-reset", str(reset).encode()),
         ]
         if not allowed:
             retry = max(reset - int(time.time()), 1)
-            raise AbaxusError("RATE_LIMITED", f"Over {services.settings.rate_limit_rpm} requests this minute; retry in {retry} s.",
+            raise AbaxusError("RATE_LIMITED", f"Over {self.limiter.per_minute} requests this minute; retry in {retry} s.",
                               status=429, headers={"Retry-After": str(retry), **{k.decode(): v.decode() for k, v in limit_headers}})
         if scope["method"] not in ("OPTIONS",) and key.scope not in allowed_scopes(scope["method"], scope["path"]):
             raise Forbidden("INSUFFICIENT_SCOPE", f"This key's scope '{key.scope}' does not allow {scope['method']} {scope['path']}.")
@@ -85,8 +90,7 @@ class AuthMiddleware(ASGIMiddleware):
 
         await next_app(scope, receive, send_with_headers)
 
-    @staticmethod
-    async def _authenticate(scope: Scope, services: Any) -> Any:
+    async def _authenticate(self, scope: Scope) -> AuthenticatedKey:
         header = ""
         for name, value in scope["headers"]:
             if name == b"authorization":
@@ -95,7 +99,7 @@ class AuthMiddleware(ASGIMiddleware):
         scheme, _, secret = header.partition(" ")
         if scheme.lower() != "bearer" or not secret.strip():
             raise Unauthenticated()
-        key = await anyio.to_thread.run_sync(authenticate, services.engine, secret.strip())
+        key = await anyio.to_thread.run_sync(authenticate, self.engine, secret.strip())
         if key is None:
             raise Unauthenticated()
         return key

@@ -15,6 +15,7 @@ import anyio.to_thread
 import msgspec
 from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from sqlalchemy import Engine
 
 from abaxus.billing.idempotency import claim, complete, release
 from abaxus.errors import InvalidInput
@@ -58,6 +59,11 @@ async def _read_all(receive: Receive) -> bytes:
 
 
 class IdempotencyMiddleware(ASGIMiddleware):
+    """Claims, completes and releases keys in the metadata store (``engine``)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
         if scope["type"] != "http" or not _applies(scope["method"], scope["path"]):
             await next_app(scope, receive, send)
@@ -81,11 +87,10 @@ class IdempotencyMiddleware(ASGIMiddleware):
         if key is None:
             await next_app(scope, replay_receive, send)
             return
-        services = scope["litestar_app"].state.services
         api_key = scope["state"]["api_key"]
         if not isinstance(key, str) or not (1 <= len(key) <= 255):
             raise InvalidInput("IDEMPOTENCY_KEY_INVALID", "An idempotency key is 1–255 characters.", "idempotency_key")
-        replay = await anyio.to_thread.run_sync(claim, services.engine, api_key.id, key, fingerprint)
+        replay = await anyio.to_thread.run_sync(claim, self.engine, api_key.id, key, fingerprint)
         if replay is not None:
             await send({"type": "http.response.start", "status": replay.status, "headers": [
                 (b"content-type", b"application/json"), (b"content-length", str(len(replay.body)).encode()),
@@ -107,6 +112,6 @@ class IdempotencyMiddleware(ASGIMiddleware):
             await next_app(scope, replay_receive, capture)
         finally:
             if status < 500:
-                await anyio.to_thread.run_sync(complete, services.engine, api_key.id, key, status, b"".join(chunks))
+                await anyio.to_thread.run_sync(complete, self.engine, api_key.id, key, status, b"".join(chunks))
             else:
-                await anyio.to_thread.run_sync(release, services.engine, api_key.id, key)
+                await anyio.to_thread.run_sync(release, self.engine, api_key.id, key)

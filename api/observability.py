@@ -8,11 +8,15 @@ from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from abaxus.api.errors import as_abaxus_error
+from abaxus.telemetry import Telemetry
 
 __all__ = ["LatencyMiddleware"]
 
 
 class LatencyMiddleware(ASGIMiddleware):
+    def __init__(self, telemetry: Telemetry) -> None:
+        self.telemetry = telemetry
+
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
         if scope["type"] != "http":
             await next_app(scope, receive, send)
@@ -35,6 +39,5 @@ class LatencyMiddleware(ASGIMiddleware):
                 status = as_abaxus_error(exc, scope["method"], scope["path"]).status
             raise
         finally:
-            telemetry = scope["litestar_app"].state.services.telemetry
             route = scope.get("path_template") or "unmatched"
-            telemetry.http_duration.labels(scope["method"], route, str(status or 500)).observe(time.perf_counter() - started)
+            self.telemetry.http_duration.labels(scope["method"], route, str(status or 500)).observe(time.perf_counter() - started)

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 from rich.table import Table
 
-from abaxus.api.app import create_app, open_metadata, open_services
+from abaxus.api.app import create_app, open_metadata
 from abaxus.billing.api_keys import any_keys, create_key
 from abaxus.cli.quickstart import run_quickstart
 from abaxus.logging import configure_logging
@@ -42,16 +42,19 @@ def serve(host: str = typer.Option(None, help="Listen address (default ABAXUS_HO
     settings = _settings()
     settings = settings.with_(host=host or settings.host, port=port or settings.port)
     configure_logging(settings.log_format)
-    services = open_services(settings)
+    engine = open_metadata(settings)  # migrated, bootstrap key created: the app's start finds it so
+    keyless = not any_keys(engine)
+    engine.dispose()
     console.print(f"Abaxus listening on [bold]http://{settings.host}:{settings.port}[/bold] "
                   f"(data in {settings.data_dir.resolve()}; API docs at /schema/swagger)")
-    if not any_keys(services.engine):
+    if keyless:
         console.print("No API key yet: in another shell run [bold]abaxus api-keys create --name admin[/bold] "
                       "(with the server stopped when embedded), or start with ABAXUS_BOOTSTRAP_KEY set.")
-    _tune_gc()
+    api = create_app(settings)
+    api.on_startup.append(_tune_gc)  # after the lifespan opened the stores: their objects are frozen too
     # One worker: in embedded mode chDB lets only one process own the data directory.
-    uvicorn.run(create_app(settings, services=services), host=settings.host, port=settings.port,
-                workers=1, log_level="warning", timeout_graceful_shutdown=10)
+    uvicorn.run(api, host=settings.host, port=settings.port, workers=1, log_level="warning",
+                timeout_graceful_shutdown=10)
 
 
 def _tune_gc() -> None:

@@ -199,6 +199,15 @@ class Dataflow:
     def lag_seconds(self) -> float:
         return self.progress.lag_seconds()
 
+    def register_pending_voids(self, keys: list[str], reason: str, at_ms: int) -> None:
+        """Void these keys' events if the sink stores them from now on (§9 "pending").
+
+        A key already waiting keeps its first reason and time.
+        """
+        with self.pending_lock:
+            for key in keys:
+                self.pending_voids.setdefault(key, (reason, at_ms))
+
     # ---- the flow ------------------------------------------------------------------------
     def build(self) -> BytewaxFlow:
         flow = BytewaxFlow("abaxus_ingest")

@@ -1,7 +1,9 @@
 """Ingestion as one service: validate → durable log → dataflow → usage store.
 
-The API calls ``submit`` (202 once durable), ``backfill`` (200 once stored), ``void`` and
-the read helpers; it never touches the log or the store directly.
+The API calls ``validate_batch``/``validate``, ``submit`` (202 once durable), ``backfill``
+(200 once stored), ``void``, ``caught_up_as_of`` and the read helpers (``metrics``,
+``lag_seconds``, ``backlog_events``, ``health``); the catalog view, validator, log and
+dataflow behind them are this service's own.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from abaxus.ids import event_id_for
 from abaxus.logging import get_logger
 from abaxus.pipeline.catalog_view import CatalogView
 from abaxus.pipeline.dataflow import Dataflow
-from abaxus.pipeline.intake import EventValidator
+from abaxus.pipeline.intake import Accepted, EventValidator, Rejected
 from abaxus.pipeline.log import IntakeLog, LogWriteError, Position
 from abaxus.pipeline.records import encode_record
 from abaxus.settings import Settings, SettingsError
@@ -43,33 +45,67 @@ class Ingestion:
                                 "the durable local log.")
         self.settings = settings
         self.telemetry = telemetry
-        self.view = CatalogView(engine)
-        self.validator = EventValidator(self.view)
+        self._view = CatalogView(engine)
+        self._validator = EventValidator(self._view)
+        # The usage store is opened here and shared: the API reads it (its own dependency).
         self.usage = UsageStore(settings)
-        self.log = IntakeLog(settings.data_dir / "log", settings.log_segment_bytes)
-        self.dataflow = Dataflow(settings, self.usage, self.log, telemetry)
+        self._log = IntakeLog(settings.data_dir / "log", settings.log_segment_bytes)
+        self._dataflow = Dataflow(settings, self.usage, self._log, telemetry)
 
     def start(self) -> None:
-        self.dataflow.start()
+        self._dataflow.start()
 
     def stop(self) -> None:
-        self.dataflow.stop()
-        self.log.close()
+        self._dataflow.stop()
+        self._log.close()
         self.usage.close()
 
-    def reject_counts(self, codes: list[str]) -> None:
-        for code in codes:
-            self.telemetry.events_rejected.labels(code).inc()
+    # ---- the catalog as intake sees it ---------------------------------------------------
+    def metrics(self) -> dict[str, dict[str, Any]]:
+        """Every metric by key (a few seconds old at most), as events are validated against."""
+        self._view.refresh_if_stale()
+        return self._view.metrics
 
+    def catalog_changed(self) -> None:
+        """This process changed customers or metrics: validate against the new catalog at once."""
+        self._view.refresh()
+
+    # ---- validation ----------------------------------------------------------------------
+    def validate_batch(self, body: bytes) -> tuple[list[Accepted], list[Rejected], pa.RecordBatch | None] | None:
+        """The columnar fast path for a batch body whose every event is valid; ``None`` otherwise."""
+        return self._validator.validate_batch(body)
+
+    def validate(self, raws: list[bytes], prefix_fmt: str = "events.{}.") -> tuple[list[Accepted], list[Rejected],
+                                                                                  pa.RecordBatch | None]:
+        """Validate raw events one by one (each rejection counted by code); accepted ones as one batch."""
+        accepted, rejected, batch = self._validator.validate(raws, prefix_fmt=prefix_fmt)
+        for r in rejected:
+            self.telemetry.events_rejected.labels(r.error.code).inc()
+        return accepted, rejected, batch
+
+    # ---- health ----------------------------------------------------------------------------
     def backlog_events(self) -> int:
-        return self.dataflow.progress.backlog_events()
+        return self._dataflow.progress.backlog_events()
+
+    def lag_seconds(self) -> float:
+        return self._dataflow.lag_seconds()
+
+    def health(self) -> dict[str, str | None]:
+        """``usage_store``, ``queue`` and ``dataflow`` (§17): ``None`` if the part works, else what is wrong."""
+        answers = self.usage.healthy()
+        store_problem = self._dataflow.store_problem
+        usage = (None if answers and store_problem is None
+                 else "the usage store does not answer queries" if not answers else f"inserts fail: {store_problem}")
+        queue = None if self._log.healthy() else (self._log.problem or "the intake log is closed")
+        dataflow = None if self._dataflow.healthy() else str(self._dataflow.error or "the dataflow is not running")[:300]
+        return {"usage_store": usage, "queue": queue, "dataflow": dataflow}
 
     def overloaded(self) -> str | None:
         """Why new events must wait (the back-pressure bound is passed), else None."""
-        backlog = self.dataflow.progress.backlog_events()
+        backlog = self._dataflow.progress.backlog_events()
         if backlog >= self.settings.intake_max_backlog_events:
             return f"{backlog:,} acknowledged events are not stored yet (bound {self.settings.intake_max_backlog_events:,})"
-        lag = self.dataflow.lag_seconds()
+        lag = self._dataflow.lag_seconds()
         if lag >= self.settings.intake_max_lag_seconds:
             return f"the pipeline is {lag:.1f} s behind (bound {self.settings.intake_max_lag_seconds:g} s)"
         return None
@@ -81,7 +117,7 @@ class Ingestion:
         is passed, and when the log write or its fsync fails (the log is then cut back to its
         last whole record, so nothing of this request survives a restart).
         """
-        if not self.dataflow.healthy():
+        if not self._dataflow.healthy():
             raise Unavailable("NOT_READY", "The dataflow is down; nothing was accepted. Retry shortly.", headers=RETRY)
         busy = self.overloaded()
         if busy is not None:
@@ -89,13 +125,18 @@ class Ingestion:
             raise Unavailable("NOT_READY", f"Abaxus is behind: {busy}; nothing was accepted. Retry after "
                               f"{RETRY['Retry-After']} s.", headers=RETRY)
         try:
-            position = await self.log.append(encode_record(batch, backfill=backfill))
+            position = await self._log.append(encode_record(batch, backfill=backfill))
         except LogWriteError as exc:
             self.telemetry.intake_refused.labels("log_write_failed").inc()
-            raise Unavailable("NOT_READY", f"The intake log could not make the events durable ({self.log.problem or exc}); "
+            raise Unavailable("NOT_READY", f"The intake log could not make the events durable ({self._log.problem or exc}); "
                               "nothing was accepted. Free disk space or retry shortly.", headers=RETRY) from None
-        self.dataflow.progress.accepted(position, now_ms(), batch.num_rows)
+        self._dataflow.progress.accepted(position, now_ms(), batch.num_rows)
         return position
+
+    async def backfill(self, batch: pa.RecordBatch) -> set[str]:
+        """Append like ``submit``, then wait until stored: the idempotency keys stored now (not duplicates)."""
+        position = await self.submit(batch, backfill=True)
+        return await self._wait_stored(position) or set()
 
     def caught_up_as_of(self, timeout: float = CATCH_UP_TIMEOUT_S) -> int:
         """``usage_as_of`` for a computation that must see every event acknowledged before it.
@@ -107,17 +148,17 @@ class Ingestion:
         was acknowledged before it (§17). Back-pressure keeps the normal wait well below this.
         """
         try:
-            self.dataflow.progress.wait_through(self.log.durable_position, timeout)
+            self._dataflow.progress.wait_through(self._log.durable_position, timeout)
         except TimeoutError as exc:
-            log.warning("usage_not_caught_up", timeout_s=timeout, lag_s=round(self.dataflow.lag_seconds(), 3),
+            log.warning("usage_not_caught_up", timeout_s=timeout, lag_s=round(self._dataflow.lag_seconds(), 3),
                         reason=str(exc))
             raise Unavailable("NOT_READY", f"Not every acknowledged event is stored yet ({exc}); nothing was done. "
                               "Retry shortly.", headers=RETRY) from None
-        return self.dataflow.progress.safe_as_of()
+        return self._dataflow.progress.safe_as_of()
 
-    async def wait_stored(self, position: Position) -> set[str] | None:
+    async def _wait_stored(self, position: Position) -> set[str] | None:
         try:
-            return await asyncio.to_thread(self.dataflow.progress.wait_for, position, BACKFILL_TIMEOUT_S)
+            return await asyncio.to_thread(self._dataflow.progress.wait_for, position, BACKFILL_TIMEOUT_S)
         except TimeoutError:
             raise Unavailable("NOT_READY", "The events are durable but not yet stored; they will be. Retry to see their status.") from None
 
@@ -132,11 +173,9 @@ class Ingestion:
         before = {r["idempotency_key"]: r["voided"] for r in self.usage.stored_events(unique).to_pylist()}
         now = now_ms()
         fresh = [k for k in unique if not before.get(k, False)]
-        with self.dataflow.pending_lock:
-            for k in fresh:
-                self.dataflow.pending_voids.setdefault(k, (reason, now))
+        self._dataflow.register_pending_voids(fresh, reason, now)
         try:
-            self.dataflow.progress.wait_through(self.log.durable_position, 10.0)
+            self._dataflow.progress.wait_through(self._log.durable_position, 10.0)
         except TimeoutError:
             pass  # still pending in the sink's set: stored voided when the dataflow catches up
         stored = self.usage.stored_events(fresh) if fresh else pa.table({})

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from litestar import Response, delete, get, post
+from sqlalchemy import Engine
 
 from abaxus.api.contract import StrictBody, errors
 from abaxus.api.routes import Paging, page, run, typed
-from abaxus.api.state import Services
 from abaxus.billing import _validate as v
 from abaxus.billing.api_keys import create_key, list_keys, revoke_key
 from abaxus.schemas.catalog import ApiKeyCreate, ApiKeyOut
@@ -17,19 +17,19 @@ ApiKeyPage = page_of(ApiKeyOut)
 
 @post("/v1/api-keys", tags=["api keys"], dto=StrictBody[ApiKeyCreate], return_dto=None,
       responses=errors(400, 409, 413, 415))
-async def create_api_key(data: ApiKeyCreate, svc: Services) -> Response[ApiKeyOut]:
+async def create_api_key(data: ApiKeyCreate, engine: Engine) -> Response[ApiKeyOut]:
     v.text(data.name, "name", max_len=100)
-    return typed(await run(create_key, svc.engine, data.name, data.scope, data.mode), ApiKeyOut, 201)
+    return typed(await run(create_key, engine, data.name, data.scope, data.mode), ApiKeyOut, 201)
 
 
 @get("/v1/api-keys", tags=["api keys"], responses=errors())
-async def list_api_keys(paging: Paging, svc: Services) -> Response[ApiKeyPage]:  # type: ignore[valid-type]
-    return page(*await run(list_keys, svc.engine, paging.limit, paging.cursor), ApiKeyOut)
+async def list_api_keys(paging: Paging, engine: Engine) -> Response[ApiKeyPage]:  # type: ignore[valid-type]
+    return page(*await run(list_keys, engine, paging.limit, paging.cursor), ApiKeyOut)
 
 
 @delete("/v1/api-keys/{key_id:str}", tags=["api keys"], status_code=200, responses=errors(404))
-async def revoke_api_key(key_id: str, svc: Services) -> Response[ApiKeyOut]:
-    return typed(await run(revoke_key, svc.engine, key_id), ApiKeyOut)
+async def revoke_api_key(key_id: str, engine: Engine) -> Response[ApiKeyOut]:
+    return typed(await run(revoke_key, engine, key_id), ApiKeyOut)
 
 
 ROUTES = [create_api_key, list_api_keys, revoke_api_key]

@@ -11,14 +11,15 @@ from litestar.params import Parameter
 from abaxus.api.contract import ERRORS, RawBody, StrictBody, errors
 from abaxus.api.responses import json_response
 from abaxus.api.routes import Paging, page, run
-from abaxus.api.state import Services
 from abaxus.billing.usage import event_out
 from abaxus.errors import AbaxusError, InvalidInput
 from abaxus.pipeline.intake import Accepted, Rejected
+from abaxus.pipeline.service import Ingestion
 from abaxus.schemas.codec import decode_json, empty_body_error, require_utf8
 from abaxus.schemas.events import EventBatchIn, EventBatchTyped, EventIn, VoidIn
 from abaxus.schemas.responses import BatchResult, ErrorBody, EventOut, EventQueued, VoidResult, page_of
 from abaxus.store.paging import event_cursor, parse_event_cursor
+from abaxus.store.usage import UsageStore
 from abaxus.timefmt import parse_timestamp
 
 EventPage = page_of(EventOut)
@@ -37,14 +38,12 @@ def _rejection(r: Rejected) -> dict[str, Any]:
             "error": {"code": r.error.code, "message": r.error.message, "field": r.error.field}}
 
 
-async def _validated_batch(raw: bytes, svc: Services) -> tuple[list[Accepted], list[Rejected], Any]:
+async def _validated_batch(raw: bytes, ingestion: Ingestion) -> tuple[list[Accepted], list[Rejected], Any]:
     """Validate a batch body: the columnar fast path, else event by event."""
-    fast = svc.intake.validator.validate_batch(raw)
+    fast = ingestion.validate_batch(raw)
     if fast is not None:
         return fast
-    result = svc.intake.validator.validate(_batch_raws(raw))
-    svc.intake.reject_counts([r.error.code for r in result[1]])
-    return result
+    return ingestion.validate(_batch_raws(raw))
 
 
 def _batch_raws(raw: bytes) -> list[bytes]:
@@ -62,16 +61,15 @@ class _OneEvent(RawBody[EventIn]):
 
 
 @post("/v1/events", tags=["events"], status_code=202, dto=_OneEvent, return_dto=None, responses=errors(*BODY))
-async def ingest_one(data: bytes, svc: Services) -> Response[EventQueued]:
+async def ingest_one(data: bytes, ingestion: Ingestion) -> Response[EventQueued]:
     """202 once the event is durable (§9); a replayed key gets the same ``event_id``."""
     raw = data
     if not raw.strip():
         raise empty_body_error("customer_id")
-    accepted, rejected, batch = svc.intake.validator.validate([raw], prefix_fmt="")
+    accepted, rejected, batch = ingestion.validate([raw], prefix_fmt="")
     if rejected:
-        svc.intake.reject_counts([rejected[0].error.code])
         raise rejected[0].error
-    await svc.intake.submit(batch)
+    await ingestion.submit(batch)
     a = accepted[0]
     return json_response({"event_id": a.event_id, "status": "queued", "idempotency_key": a.idempotency_key}, 202)
 
@@ -84,11 +82,11 @@ def _batch_status(accepted: list[Any], rejected: list[Rejected], ok: int) -> int
 
 @post("/v1/events/batch", tags=["events"], status_code=202, dto=RawBody[EventBatchTyped], return_dto=None,
       responses=BATCH_RESPONSES)
-async def ingest_batch(data: bytes, svc: Services) -> Response[BatchResult]:
+async def ingest_batch(data: bytes, ingestion: Ingestion) -> Response[BatchResult]:
     """1–1,000 events; 202 all accepted (durable), 207 some rejected, 422 none accepted."""
-    accepted, rejected, batch = await _validated_batch(data, svc)
+    accepted, rejected, batch = await _validated_batch(data, ingestion)
     if batch is not None:
-        await svc.intake.submit(batch)
+        await ingestion.submit(batch)
     results = _in_order([{"index": a.index, "event_id": a.event_id, "status": "queued"} for a in accepted], rejected)
     return json_response({"accepted": len(accepted), "rejected": len(rejected), "results": results},
                          _batch_status(accepted, rejected, 202))
@@ -113,13 +111,12 @@ def _backfill_results(accepted: list[Accepted], kept: set[str]) -> list[dict[str
 
 @post("/v1/events/backfill", tags=["events"], status_code=200, dto=RawBody[EventBatchTyped], return_dto=None,
       responses=BATCH_RESPONSES)
-async def backfill(data: bytes, svc: Services) -> Response[BatchResult]:
+async def backfill(data: bytes, ingestion: Ingestion) -> Response[BatchResult]:
     """Like a batch, answered once the accepted events are stored: ``stored`` or ``duplicate`` each."""
-    accepted, rejected, batch = await _validated_batch(data, svc)
+    accepted, rejected, batch = await _validated_batch(data, ingestion)
     kept: set[str] = set()
     if batch is not None:
-        position = await svc.intake.submit(batch, backfill=True)
-        kept = await svc.intake.wait_stored(position) or set()
+        kept = await ingestion.backfill(batch)
     results = _in_order(_backfill_results(accepted, kept), rejected)
     return json_response({"accepted": len(accepted), "rejected": len(rejected), "results": results},
                          _batch_status(accepted, rejected, 200))
@@ -127,7 +124,7 @@ async def backfill(data: bytes, svc: Services) -> Response[BatchResult]:
 
 @post("/v1/events/void", tags=["events"], status_code=200, dto=StrictBody[VoidIn], return_dto=None,
       responses=errors(*BODY))
-async def void(data: VoidIn, svc: Services) -> Response[VoidResult]:
+async def void(data: VoidIn, ingestion: Ingestion) -> Response[VoidResult]:
     body = data
     if not (1 <= len(body.idempotency_keys) <= 1000):
         raise InvalidInput("VALIDATION_ERROR", "Send 1–1,000 idempotency_keys.", "idempotency_keys")
@@ -136,7 +133,7 @@ async def void(data: VoidIn, svc: Services) -> Response[VoidResult]:
             raise InvalidInput("IDEMPOTENCY_KEY_INVALID", "Idempotency keys are 1–255 characters.", f"idempotency_keys.{i}")
     if not (1 <= len(body.reason) <= 500):
         raise InvalidInput("INVALID_FIELD", "reason must be 1–500 characters.", "reason")
-    results = await run(svc.intake.void, body.idempotency_keys, body.reason)
+    results = await run(ingestion.void, body.idempotency_keys, body.reason)
     return json_response({"voided": sum(r["status"] == "voided" for r in results), "results": results})
 
 
@@ -156,7 +153,7 @@ From = Annotated[str | None, Parameter(query="from", description="RFC 3339 with 
 
 
 @get("/v1/events", tags=["events"], responses=errors())
-async def list_events(request: Request[Any, Any, Any], paging: Paging, svc: Services,
+async def list_events(request: Request[Any, Any, Any], paging: Paging, usage: UsageStore,
                       customer_id: str | None = None, metric_key: str | None = None,
                       from_: From = None,
                       to: Instant = None) -> Response[EventPage]:  # type: ignore[valid-type]
@@ -164,7 +161,7 @@ async def list_events(request: Request[Any, Any, Any], paging: Paging, svc: Serv
     start, end = time_range(request)
     filters = {"customer_id": customer_id, "metric_key": metric_key, "from": start, "to": end}
     after = parse_event_cursor(paging.cursor) if paging.cursor else None
-    rows = await run(svc.intake.usage.list_events, filters, paging.limit + 1, after)
+    rows = await run(usage.list_events, filters, paging.limit + 1, after)
     next_cursor = event_cursor(rows[paging.limit - 1]) if len(rows) > paging.limit else None
     return page([event_out(r) for r in rows[:paging.limit]], next_cursor, EventOut)
 

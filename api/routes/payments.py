@@ -10,27 +10,29 @@ from abaxus.api.body import read_raw
 from abaxus.api.contract import NO_AUTH, ERRORS, StrictBody, errors
 from abaxus.api.routes import run, typed
 from abaxus.api.routes.invoices import actor
-from abaxus.api.state import Services
+from abaxus.billing.payments import Payments
 from abaxus.errors import AbaxusError
 from abaxus.schemas.invoices import EmptyIn
 from abaxus.schemas.responses import ChargeResult, WebhookReceived
+from abaxus.settings import Settings
 
 
 @post("/v1/invoices/{invoice_id:str}/charge", tags=["payments"], status_code=200, dto=StrictBody[EmptyIn],
       return_dto=None, responses={**errors(400, 404, 409, 413, 415), 402: ERRORS[402]})
-async def charge(invoice_id: str, request: Request[Any, Any, Any], svc: Services,
+async def charge(invoice_id: str, request: Request[Any, Any, Any], payments: Payments,
                  data: EmptyIn | None = None) -> Response[ChargeResult]:
-    return typed(await run(svc.payments.charge, invoice_id, actor(request)), ChargeResult)
+    return typed(await run(payments.charge, invoice_id, actor(request)), ChargeResult)
 
 
 @post("/v1/webhooks/stripe", tags=["payments"], status_code=200, security=NO_AUTH,
       responses={400: ERRORS[400], 404: ERRORS[404], 413: ERRORS[413]})
-async def stripe_webhook(request: Request[Any, Any, Any], svc: Services) -> Response[WebhookReceived]:
+async def stripe_webhook(request: Request[Any, Any, Any], settings: Settings,
+                         payments: Payments) -> Response[WebhookReceived]:
     """Signed with ``Stripe-Signature`` (the route exists only when ``STRIPE_WEBHOOK_SECRET`` is set)."""
-    if not svc.settings.stripe_webhook_secret:
+    if not settings.stripe_webhook_secret:
         raise AbaxusError("NOT_FOUND", f"No route POST {request.url.path}.", status=404)
     payload = await read_raw(request)
-    await run(svc.payments.webhook, payload, request.headers.get("stripe-signature"))
+    await run(payments.webhook, payload, request.headers.get("stripe-signature"))
     return typed({"received": True}, WebhookReceived)
 
 
