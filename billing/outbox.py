@@ -13,6 +13,7 @@ pays one cached read per transaction and nothing else.
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 import msgspec
@@ -42,18 +43,19 @@ def _subscribers(conn: Connection) -> list[tuple[str, frozenset[str]]]:
     """Enabled endpoints and their event types, read once per transaction.
 
     A bulk run emits thousands of events in one transaction; they all see the endpoints as
-    they were when its first event was written. The transaction object is held in the cache
-    entry, so an identity match can only be this very transaction.
+    they were when its first event was written. The cache entry (on the pooled connection)
+    names its transaction by weak reference, so it matches this very transaction only.
     """
     tx = conn.get_transaction()
     cached = conn.info.get(_CACHE)
-    if cached is not None and cached[0] is tx:
+    if cached is not None and tx is not None and cached[0]() is tx:
         return cached[1]  # type: ignore[no-any-return]
     rows = conn.execute(select(webhook_endpoints.c.id, webhook_endpoints.c.events)
                         .where(webhook_endpoints.c.status == "enabled")
                         .order_by(webhook_endpoints.c.id)).all()
     found = [(r.id, frozenset(_decode_types.decode(r.events))) for r in rows]
-    conn.info[_CACHE] = (tx, found)
+    if tx is not None:
+        conn.info[_CACHE] = (weakref.ref(tx), found)
     return found
 
 
