@@ -26,11 +26,14 @@ from abaxus.api.routes import paging
 from abaxus.api.routes import (
     api_keys, customers, entitlements, events, health, invoices, metrics, payments, price_plans, subscriptions, usage,
 )
+from abaxus.api.routes import alerts, webhooks
 from abaxus.api.state import Services, dependencies
+from abaxus.billing.alerts import AlertEvaluator
 from abaxus.billing.api_keys import any_keys, create_key
 from abaxus.billing.invoices import Invoicing
 from abaxus.billing.jobs import BulkInvoicing
 from abaxus.billing.payments import Payments
+from abaxus.billing.webhooks import WebhookDispatcher
 from abaxus.logging import configure_logging, get_logger
 from abaxus.pipeline.service import Ingestion
 from abaxus.settings import Settings
@@ -42,7 +45,7 @@ __all__ = ["create_app", "open_metadata", "open_services"]
 log = get_logger("abaxus.app")
 
 ROUTE_MODULES = [health, api_keys, metrics, price_plans, customers, subscriptions, entitlements, events, usage, invoices,
-                 payments]
+                 payments, webhooks, alerts]
 
 
 def open_metadata(settings: Settings, engine: Engine | None = None) -> Engine:
@@ -77,10 +80,17 @@ def _lifespan(settings: Settings, engine: Engine, telemetry: Telemetry) -> Calla
             engine.dispose()
             raise
         app.state.services = services
+        # Outbound webhooks and alerts run beside the API, never inside a request.
+        background = [WebhookDispatcher(engine, settings),
+                      AlertEvaluator(engine, services.usage, services.ingestion.metrics, settings)]
         try:
             services.start()
+            for worker in background:
+                worker.start()
             yield
         finally:
+            for worker in background:
+                worker.stop()
             services.close()
 
     return lifespan
