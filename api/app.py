@@ -103,7 +103,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     # Built now for the middleware; the engine connects (and the schema is migrated) at start-up.
     engine = open_engine(settings.resolved_database_url)
     telemetry = Telemetry()
-    limiter = RateLimiter(settings.rate_limit_rpm)
+    limiter = RateLimiter(settings.rate_limit_rpm, settings.rate_limit_storage, key_prefix=settings.rate_limit_prefix)
     handlers: list[Any] = [h for module in ROUTE_MODULES for h in module.ROUTES]
 
     return Litestar(

@@ -7,16 +7,24 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import dataclass
 
 import anyio.to_thread
+from limits import RateLimitItemPerMinute
+from limits.errors import StorageError
+from limits.storage import storage_from_string
+from limits.strategies import FixedWindowRateLimiter
 from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from sqlalchemy import Engine
 
 from abaxus.billing.api_keys import AuthenticatedKey, authenticate
 from abaxus.errors import AbaxusError, Forbidden, Unauthenticated
+from abaxus.logging import get_logger
 
-__all__ = ["AuthMiddleware", "RateLimiter", "allowed_scopes"]
+__all__ = ["AuthMiddleware", "RateDecision", "RateLimiter", "allowed_scopes"]
+
+log = get_logger("abaxus.api")
 
 PUBLIC_PATHS = ("/healthz", "/readyz", "/v1/webhooks/stripe")
 _READ_POSTS = ("/v1/usage/compute", "/v1/pricing/calculate", "/v1/pricing/preview")
@@ -32,25 +40,56 @@ def allowed_scopes(method: str, path: str) -> frozenset[str]:
     return frozenset({"admin"})
 
 
+@dataclass(frozen=True, slots=True)
+class RateDecision:
+    allowed: bool
+    remaining: int
+    reset: int  # Unix seconds at the end of the window
+
+
 class RateLimiter:
-    """Fixed one-minute windows per key; a batch counts as one request."""
+    """``per_minute`` requests per key in each clock minute (a batch is one request).
 
-    def __init__(self, per_minute: int) -> None:
+    Counted by the ``limits`` package's fixed-window strategy in ``storage``: ``memory://``
+    counts in this process, so each replica allows the limit on its own; a Redis URL
+    (``redis://host:6379/0``) keeps the counters there, so all replicas sharing it allow
+    ``per_minute`` per key together. The window's number is part of the counter's name, so
+    windows are the clock's minutes on every replica and ``reset`` is the minute's end.
+
+    A shared storage that does not answer (within 0.5 s) limits nothing: the request goes
+    through without rate-limit headers and a warning is logged (once a minute at most), so
+    usage keeps flowing while Redis restarts.
+    """
+
+    def __init__(self, per_minute: int, storage: str = "memory://", *, key_prefix: str = "abaxus") -> None:
         self.per_minute = per_minute
-        self._lock = threading.Lock()
-        self._windows: dict[str, tuple[int, int]] = {}
+        self._item = RateLimitItemPerMinute(per_minute, namespace="requests")
+        options: dict[str, float | str | bool] = {}
+        if not storage.startswith("memory://"):
+            options = {"key_prefix": key_prefix, "socket_timeout": 0.5, "socket_connect_timeout": 0.5}
+        self._limiter = FixedWindowRateLimiter(storage_from_string(storage, wrap_exceptions=True, **options))
+        self._warned_at = -60.0
+        self._warn_lock = threading.Lock()
 
-    def hit(self, key_id: str) -> tuple[bool, int, int]:
-        """(allowed, remaining, window end in Unix seconds)."""
+    def hit(self, key_id: str) -> RateDecision | None:
+        """Count one request of ``key_id``; ``None`` when the storage does not answer (blocking: call off the loop)."""
         window = int(time.time()) // 60
-        with self._lock:
-            start, count = self._windows.get(key_id, (window, 0))
-            if start != window:
-                start, count = window, 0
-            count += 1
-            self._windows[key_id] = (start, count)
-        reset = (window + 1) * 60
-        return count <= self.per_minute, max(self.per_minute - count, 0), reset
+        try:
+            allowed = self._limiter.hit(self._item, key_id, str(window))
+            remaining = self._limiter.get_window_stats(self._item, key_id, str(window)).remaining
+        except StorageError as exc:
+            self._warn(exc)
+            return None
+        return RateDecision(allowed, remaining, (window + 1) * 60)
+
+    def _warn(self, exc: StorageError) -> None:
+        with self._warn_lock:
+            now = time.monotonic()
+            if now - self._warned_at < 60:
+                return
+            self._warned_at = now
+        log.warning("rate_limit_storage_unavailable", error=str(exc.storage_error)[:300],
+                    effect="requests are not rate limited until it answers")
 
 
 def _is_public(path: str) -> bool:
@@ -68,15 +107,14 @@ class AuthMiddleware(ASGIMiddleware):
         if scope["type"] != "http" or _is_public(scope["path"]):
             await next_app(scope, receive, send)
             return
-        key = await self._authenticate(scope)
-        allowed, remaining, reset = self.limiter.hit(key.id)
-        limit_headers = [
+        key, decision = await anyio.to_thread.run_sync(self._admit, _bearer_secret(scope))
+        limit_headers = [] if decision is None else [
             (b"x-ratelimit-limit", str(self.limiter.per_minute).encode()),
-            (b"x-ratelimit-remaining", str(remaining).encode()),
-            (b"x-ratelimit-reset", str(reset).encode()),
+            (b"x-ratelimit-remaining", str(decision.remaining).encode()),
+            (b"x-ratelimit-reset", str(decision.reset).encode()),
         ]
-        if not allowed:
-            retry = max(reset - int(time.time()), 1)
+        if decision is not None and not decision.allowed:
+            retry = max(decision.reset - int(time.time()), 1)
             raise AbaxusError("RATE_LIMITED", f"Over {self.limiter.per_minute} requests this minute; retry in {retry} s.",
                               status=429, headers={"Retry-After": str(retry), **{k.decode(): v.decode() for k, v in limit_headers}})
         if scope["method"] not in ("OPTIONS",) and key.scope not in allowed_scopes(scope["method"], scope["path"]):
@@ -90,16 +128,21 @@ class AuthMiddleware(ASGIMiddleware):
 
         await next_app(scope, receive, send_with_headers)
 
-    async def _authenticate(self, scope: Scope) -> AuthenticatedKey:
-        header = ""
-        for name, value in scope["headers"]:
-            if name == b"authorization":
-                header = value.decode("latin-1")
-                break
-        scheme, _, secret = header.partition(" ")
-        if scheme.lower() != "bearer" or not secret.strip():
-            raise Unauthenticated()
-        key = await anyio.to_thread.run_sync(authenticate, self.engine, secret.strip())
+    def _admit(self, secret: str) -> tuple[AuthenticatedKey, RateDecision | None]:
+        """Find the key, then count the request (one trip to a worker thread for both)."""
+        key = authenticate(self.engine, secret)
         if key is None:
             raise Unauthenticated()
-        return key
+        return key, self.limiter.hit(key.id)
+
+
+def _bearer_secret(scope: Scope) -> str:
+    header = ""
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            header = value.decode("latin-1")
+            break
+    scheme, _, secret = header.partition(" ")
+    if scheme.lower() != "bearer" or not secret.strip():
+        raise Unauthenticated()
+    return secret.strip()

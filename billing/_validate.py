@@ -7,6 +7,8 @@ import re
 from abaxus.errors import InvalidInput
 from abaxus.ids import CLIENT_ID_RE, KEY_RE
 
+__all__ = ["client_id", "email", "key", "metadata", "text"]
+
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
 
 

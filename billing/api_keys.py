@@ -9,6 +9,7 @@ import string
 
 from sqlalchemy import Engine, insert, select, update
 
+from abaxus.billing import _validate as v
 from abaxus.errors import NotFound
 from abaxus.ids import new_id
 from abaxus.schemas.catalog import ApiKeyOut
@@ -16,7 +17,7 @@ from abaxus.store.paging import Page, fetch_page
 from abaxus.store.tables import api_keys
 from abaxus.timefmt import format_ms, now_ms
 
-__all__ = ["AuthenticatedKey", "authenticate", "create_key", "list_keys", "revoke_key"]
+__all__ = ["AuthenticatedKey", "any_keys", "authenticate", "create_key", "list_keys", "revoke_key"]
 
 _ALPHABET = string.ascii_letters + string.digits
 
@@ -45,6 +46,7 @@ def _out(row: dict, secret: str | None = None) -> ApiKeyOut:  # type: ignore[typ
 def create_key(engine: Engine, name: str, scope: str, mode: str = "live", secret: str | None = None,
                key_id: str | None = None) -> ApiKeyOut:
     """Create a key; the returned ``secret`` is the only time it is ever shown."""
+    v.text(name, "name", max_len=100)
     secret = secret or f"sk_{mode}_" + "".join(secrets.choice(_ALPHABET) for _ in range(40))
     row = {"id": key_id or new_id("key"), "name": name, "scope": scope, "mode": mode,
            "secret_sha256": _digest(secret), "created_at": now_ms(), "revoked_at": None}

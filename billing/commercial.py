@@ -39,6 +39,7 @@ __all__ = [
     "drawdown_order",
     "minimum_line",
     "round_half_up",
+    "ISSUE_MODELS",
 ]
 
 USAGE_MODELS = frozenset({"per_unit", "tiered", "volume", "package", "flat_fee"})

@@ -24,7 +24,7 @@ from abaxus.money import format_quantity
 from abaxus.store.tables import subscriptions
 from abaxus.timefmt import format_ms
 
-__all__ = ["FeatureSource", "live_sources", "resolve", "resolve_feature"]
+__all__ = ["FeatureSource", "UsageSince", "live_sources", "resolve", "resolve_feature"]
 
 UsageSince = Callable[[str, int, int], Decimal]
 """``usage_since(metric_key, start_ms, end_exclusive_ms)``: the summary quantity (§10)."""

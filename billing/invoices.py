@@ -30,7 +30,7 @@ from abaxus.store.tables import calculations, invoices
 from abaxus.store.usage import UsageStore
 from abaxus.timefmt import format_ms, now_ms
 
-__all__ = ["Invoicing"]
+__all__ = ["Invoicing", "invoice_out"]
 
 CALCULATION_TTL_MS = 24 * 3600 * 1000
 _decode_lines = msgspec.json.Decoder(list[dict[str, Any]], float_hook=Decimal)

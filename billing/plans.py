@@ -21,7 +21,18 @@ from abaxus.store.paging import fetch_page
 from abaxus.store.tables import metrics, plan_versions
 from abaxus.timefmt import format_ms, now_ms, parse_timestamp
 
-__all__ = ["PlanVersion", "create_plan_version", "deprecate_version", "get_plan", "list_plans", "load_version"]
+__all__ = [
+    "Charge",
+    "Entitlement",
+    "PlanVersion",
+    "active_version",
+    "create_plan_version",
+    "deprecate_version",
+    "get_plan",
+    "list_plans",
+    "load_version",
+    "subscribable_version",
+]
 
 MAX_PRICE = Decimal(10) ** 12
 _USAGE_FIELDS = {

@@ -10,7 +10,7 @@ from abaxus.money import format_quantity
 from abaxus.store.usage import MetricSpec, UsageStore
 from abaxus.timefmt import format_ms
 
-__all__ = ["metric_specs", "usage_rows"]
+__all__ = ["event_out", "metric_specs", "resolve_metric", "summary_rows", "usage_rows"]
 
 
 def metric_specs(metrics: dict[str, dict[str, Any]], keys: list[str] | None) -> list[MetricSpec]:

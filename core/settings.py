@@ -32,7 +32,9 @@ OTHER_PROGRAMS_VARIABLES = frozenset({
     "ABAXUS_CI_VENV",  # .ci/run: where CI builds its virtualenv
 })
 _SECRETS = frozenset({"bootstrap_key", "stripe_secret_key", "stripe_webhook_secret"})
-_URLS = frozenset({"database_url", "clickhouse_url"})
+_URLS = frozenset({"database_url", "clickhouse_url", "rate_limit_storage"})
+# Where rate-limit counters live (the ``limits`` package's storage URLs we support).
+_RATE_LIMIT_SCHEMES = frozenset({"memory", "redis", "rediss", "redis+unix"})
 _PASSWORD_PARAM = re.compile(r"(?i)((?:^|&)(?:password|pass|pwd)=)[^&]*")
 
 _KEY_RE = re.compile(r"^sk_(live|test)_[A-Za-z0-9]{40}$")
@@ -56,6 +58,11 @@ class Settings:
     port: int = 8080
     bootstrap_key: str | None = None
     rate_limit_rpm: int = 6000
+    # memory:// counts in this process (each replica its own limit); a Redis URL shares the
+    # counters, so several replicas enforce one limit per key together.
+    rate_limit_storage: str = "memory://"
+    # Names of the counters in a shared storage start with this (one Redis, several deployments).
+    rate_limit_prefix: str = "abaxus"
     stripe_secret_key: str | None = None
     stripe_api_base: str = "https://api.stripe.com"
     stripe_webhook_secret: str | None = None
@@ -133,6 +140,11 @@ class Settings:
         m_window = _DURATION_RE.match(retry_window)
         if m_window is None or int(m_window.group(1)) < 1:
             raise SettingsError(f"ABAXUS_WEBHOOK_RETRY_WINDOW must look like 3d, 12h or 90s, got {retry_window!r}.")
+        rate_limit_storage = get("ABAXUS_RATE_LIMIT_STORAGE") or "memory://"
+        if "://" not in rate_limit_storage or urlsplit(rate_limit_storage).scheme not in _RATE_LIMIT_SCHEMES:
+            got = f"{rate_limit_storage.split('://', 1)[0]}://…" if "://" in rate_limit_storage else "no scheme://"
+            raise SettingsError("ABAXUS_RATE_LIMIT_STORAGE must be memory:// (counts in this process) or a Redis URL such "
+                                f"as redis://host:6379/0 (counts shared by every replica), got {got}.")
         lag = get("ABAXUS_INTAKE_MAX_LAG") or "5s"
         m_lag = _DURATION_RE.match(lag)
         if m_lag is None or int(m_lag.group(1)) < 1:
@@ -150,6 +162,8 @@ class Settings:
             port=integer("ABAXUS_PORT", 8080, 1),
             bootstrap_key=bootstrap,
             rate_limit_rpm=integer("ABAXUS_RATE_LIMIT_RPM", 6000, 1),
+            rate_limit_storage=rate_limit_storage,
+            rate_limit_prefix=get("ABAXUS_RATE_LIMIT_PREFIX") or "abaxus",
             stripe_secret_key=get("STRIPE_SECRET_KEY"),
             stripe_api_base=get("STRIPE_API_BASE") or "https://api.stripe.com",
             stripe_webhook_secret=get("STRIPE_WEBHOOK_SECRET"),

@@ -15,7 +15,7 @@ import msgspec
 from abaxus.errors import AbaxusError, InvalidInput
 from abaxus.schemas.nesting import too_deep
 
-__all__ = ["decode_json", "empty_body_error", "encode_json", "json_path_to_field", "require_utf8"]
+__all__ = ["decode_json", "empty_body_error", "encode_json", "json_path_to_field", "require_utf8", "validation_error"]
 
 T = TypeVar("T")
 

@@ -8,7 +8,7 @@ from decimal import Decimal
 import msgspec
 from msgspec import Struct
 
-__all__ = ["EventBatchIn", "EventIn", "VoidIn"]
+__all__ = ["EventBatchIn", "EventBatchTyped", "EventIn", "UsageComputeIn", "VoidIn"]
 
 PropertyValue = str | int | float | bool | None
 

@@ -21,7 +21,31 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-__all__ = ["metadata"]
+__all__ = [
+    "alerts",
+    "amendments",
+    "api_keys",
+    "audit_entries",
+    "calculations",
+    "coupons",
+    "credit_grants",
+    "credit_ledger",
+    "customers",
+    "discount_redemptions",
+    "idempotency_records",
+    "invoices",
+    "jobs",
+    "metadata",
+    "metrics",
+    "outbox_events",
+    "plan_versions",
+    "subscription_discounts",
+    "subscriptions",
+    "webhook_attempts",
+    "webhook_deliveries",
+    "webhook_endpoints",
+    "webhook_events",
+]
 
 metadata = MetaData()
 

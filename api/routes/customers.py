@@ -12,6 +12,8 @@ from abaxus.pipeline.service import Ingestion
 from abaxus.schemas.catalog import CustomerCreate, CustomerOut, CustomerPatch
 from abaxus.schemas.responses import page_of
 
+__all__ = ["ROUTES"]
+
 CustomerPage = page_of(CustomerOut)
 
 

@@ -18,6 +18,8 @@ from abaxus.schemas.responses import EntitlementCheck, Entitlements
 from abaxus.store.usage import UsageStore
 from abaxus.timefmt import now_ms
 
+__all__ = ["ROUTES"]
+
 
 def _usage_since(ingestion: Ingestion, usage: UsageStore, customer_id: str) -> UsageSince:
     metrics = ingestion.metrics()

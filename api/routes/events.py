@@ -22,6 +22,8 @@ from abaxus.store.paging import event_cursor, parse_event_cursor
 from abaxus.store.usage import UsageStore
 from abaxus.timefmt import parse_timestamp
 
+__all__ = ["From", "Instant", "ROUTES", "time_range"]
+
 EventPage = page_of(EventOut)
 BODY = (400, 413, 415)
 _SOME = ResponseSpec(BatchResult, description="Some events were rejected; each result says which and why.",

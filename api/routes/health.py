@@ -16,6 +16,8 @@ from abaxus.settings import Settings
 from abaxus.store.metadata import ping
 from abaxus.telemetry import Telemetry
 
+__all__ = ["ROUTES"]
+
 
 @get("/healthz", tags=["operations"], security=NO_AUTH)
 async def healthz() -> Response[Health]:

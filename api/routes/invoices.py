@@ -18,6 +18,8 @@ from abaxus.schemas.responses import AuditEntry, Calculation, Invoice, Job, JobQ
 from abaxus.store.paging import event_cursor, parse_event_cursor
 from abaxus.timefmt import parse_timestamp
 
+__all__ = ["ROUTES", "actor"]
+
 InvoicePage = page_of(Invoice)
 AuditPage = page_of(AuditEntry)
 BODY = (400, 409, 413, 415)

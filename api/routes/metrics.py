@@ -14,6 +14,8 @@ from abaxus.pipeline.service import Ingestion
 from abaxus.schemas.catalog import MetricCreate, MetricOut
 from abaxus.schemas.responses import page_of
 
+__all__ = ["ROUTES"]
+
 MetricPage = page_of(MetricOut)
 
 

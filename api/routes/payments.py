@@ -16,6 +16,8 @@ from abaxus.schemas.invoices import EmptyIn
 from abaxus.schemas.responses import ChargeResult, WebhookReceived
 from abaxus.settings import Settings
 
+__all__ = ["ROUTES"]
+
 
 @post("/v1/invoices/{invoice_id:str}/charge", tags=["payments"], status_code=200, dto=StrictBody[EmptyIn],
       return_dto=None, responses={**errors(400, 404, 409, 413, 415), 402: ERRORS[402]})

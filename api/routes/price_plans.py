@@ -11,6 +11,8 @@ from abaxus.billing.plans import create_plan_version, deprecate_version, get_pla
 from abaxus.schemas.catalog import PlanCreate, PlanOut
 from abaxus.schemas.responses import page_of
 
+__all__ = ["ROUTES"]
+
 PlanPage = page_of(PlanOut)
 
 

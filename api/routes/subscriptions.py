@@ -14,6 +14,8 @@ from abaxus.billing.subscriptions import create_subscription, get_subscription, 
 from abaxus.schemas.catalog import AmendmentCreate, AmendmentOut, SubscriptionCreate, SubscriptionOut
 from abaxus.schemas.responses import page_of
 
+__all__ = ["ROUTES"]
+
 SubscriptionPage = page_of(SubscriptionOut)
 AmendmentPage = page_of(AmendmentOut)
 Status = Literal["active", "paused", "cancelled", "ended"]

@@ -19,6 +19,8 @@ from abaxus.schemas.responses import UsageCompute, UsageSummary
 from abaxus.store.usage import UsageStore
 from abaxus.timefmt import format_ms, parse_timestamp
 
+__all__ = ["ROUTES"]
+
 
 def _check_customer(engine: Engine, customer_id: str) -> None:
     with engine.connect() as conn:
