@@ -22,6 +22,7 @@ from abaxus.api.contract import JsonNumberSchema, openapi_config
 from abaxus.api.errors import EXCEPTION_HANDLERS
 from abaxus.api.idempotency import IdempotencyMiddleware
 from abaxus.api.observability import LatencyMiddleware
+from abaxus.api import dashboard
 from abaxus.api.routes import ingestion_rate, paging
 from abaxus.api.routes import (
     api_keys, customers, entitlements, events, health, invoices, metrics, payments, price_plans, subscriptions, usage,
@@ -45,7 +46,7 @@ __all__ = ["create_app", "open_metadata", "open_services"]
 log = get_logger("abaxus.app")
 
 ROUTE_MODULES = [health, api_keys, metrics, price_plans, customers, subscriptions, entitlements, events, usage, invoices,
-                 payments, ingestion_rate, webhooks, alerts]
+                 payments, ingestion_rate, dashboard, webhooks, alerts]
 
 
 def open_metadata(settings: Settings, engine: Engine | None = None) -> Engine:
