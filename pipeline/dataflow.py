@@ -276,8 +276,11 @@ class Dataflow:
         dropped = [r.dropped for r in items if r.dropped.num_rows]
         # No attempt limit: the events stay in the durable log until stored, so the sink waits
         # out a full disk or a restarting server (0.5 s, 1 s, then every 2 s) until the flow stops.
+        def pause(seconds: float) -> None:  # wakes at once when the flow stops
+            self.stopping.wait(seconds)
+
         retrying = Retrying(retry=retry_if_exception_type(Exception), wait=wait_exponential(multiplier=0.5, max=2.0),
-                            stop=lambda _: self.stopping.is_set(), sleep=self.stopping.wait, reraise=True)
+                            stop=lambda _: self.stopping.is_set(), sleep=pause, reraise=True)
         for attempt in retrying:
             with attempt:
                 self._store_once(kept, dropped, attempt.retry_state.attempt_number)
