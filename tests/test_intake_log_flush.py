@@ -69,7 +69,7 @@ def _cancel_mid_write(directory: str) -> None:
 def _logged(tmp_path: Path, scenario: str) -> list[dict[str, Any]]:
     code = (f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
             f"import {__name__} as t; t.{scenario}(sys.argv[1])")
-    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "log")], capture_output=True, text=True, timeout=120)
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "log")], capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
     lines = [json.loads(line) for line in done.stdout.splitlines()]
     for line in lines:

@@ -79,7 +79,7 @@ def expected_for_an_event(stamp: object, field: str) -> tuple[str, str] | None:
 def _outcome(result: dict[str, Any]) -> tuple[str, str] | None:
     if result.get("status") in ("queued", "accepted"):
         return None
-    error = result["error"] if "error" in result else result
+    error = result.get("error", result)
     return (error["code"], error["message"])
 
 
