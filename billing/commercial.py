@@ -16,16 +16,18 @@ credits cover, but neither towards the minimum nor as a base for discounts.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from fractions import Fraction
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from abaxus.money import exponent, format_price
 
 __all__ = [
     "CREDIT",
     "DISCOUNT",
+    "ISSUE_MODELS",
     "MINIMUM",
     "TERM_MODELS",
     "USAGE_MODELS",
@@ -39,7 +41,6 @@ __all__ = [
     "drawdown_order",
     "minimum_line",
     "round_half_up",
-    "ISSUE_MODELS",
 ]
 
 USAGE_MODELS = frozenset({"per_unit", "tiered", "volume", "package", "flat_fee"})

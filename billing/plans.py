@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from abaxus.billing import _validate as v
 from abaxus.errors import Conflict, InvalidInput, NotFound
 from abaxus.money import format_price, format_quantity, normalize_currency, parse_decimal
-from abaxus.schemas.catalog import ChargeIn, ChargeOut, EntitlementOut, PlanCreate, PlanOut, TierOut
+from abaxus.schemas.catalog import ChargeIn, ChargeOut, EntitlementOut, MinimumOut, PlanCreate, PlanOut, TierOut
 from abaxus.store.paging import fetch_page
 from abaxus.store.tables import metrics, plan_versions
 from abaxus.timefmt import format_ms, now_ms, parse_timestamp
@@ -24,6 +24,7 @@ from abaxus.timefmt import format_ms, now_ms, parse_timestamp
 __all__ = [
     "Charge",
     "Entitlement",
+    "Minimum",
     "PlanVersion",
     "active_version",
     "create_plan_version",
@@ -70,6 +71,12 @@ class Entitlement(msgspec.Struct, frozen=True):
     metric_key: str | None
 
 
+class Minimum(msgspec.Struct, frozen=True):
+    """A minimum commitment per full billing period, in major units (see ``billing.commercial``)."""
+
+    amount: Decimal
+
+
 class PlanVersion(msgspec.Struct, frozen=True):
     plan_id: str
     version: int
@@ -82,6 +89,7 @@ class PlanVersion(msgspec.Struct, frozen=True):
     effective_from: int
     created_at: int
     deprecated_at: int | None
+    minimum: Minimum | None = None
 
     @property
     def months(self) -> int:
@@ -205,6 +213,7 @@ def create_plan_version(engine: Engine, body: PlanCreate) -> PlanOut:
             raise InvalidInput("DUPLICATE_CHARGE_ID", f"Charge id '{c.id}' is used twice; charge ids are unique per version.", f"charges.{i}.id")
         seen.add(c.id)
     entitlements = _entitlements(body, known)
+    minimum = Minimum(_price(body.minimum.amount, "minimum.amount")) if body.minimum is not None else None
     for attempt in range(5):
         try:
             with engine.begin() as conn:
@@ -216,6 +225,7 @@ def create_plan_version(engine: Engine, body: PlanCreate) -> PlanOut:
                     "entitlements": msgspec.json.encode(entitlements).decode(),
                     "changelog": body.changelog, "effective_from": effective_from, "created_at": now,
                     "deprecated_at": None,
+                    "minimum": msgspec.json.encode(minimum).decode() if minimum is not None else None,
                 }
                 conn.execute(insert(plan_versions).values(**row))
                 return _plan_out(_version(row), _versions(conn, body.id), now)
@@ -233,6 +243,7 @@ def _version(row: Any) -> PlanVersion:
         entitlements=msgspec.json.decode(row["entitlements"], type=list[Entitlement]),
         changelog=row["changelog"], effective_from=row["effective_from"], created_at=row["created_at"],
         deprecated_at=row["deprecated_at"],
+        minimum=msgspec.json.decode(row["minimum"], type=Minimum) if row["minimum"] is not None else None,
     )
 
 
@@ -284,6 +295,7 @@ def _plan_out(pv: PlanVersion, versions: list[PlanVersion], now: int) -> PlanOut
                       for e in pv.entitlements],
         changelog=pv.changelog, effective_from=format_ms(pv.effective_from) or "",
         created_at=format_ms(pv.created_at) or "", deprecated_at=format_ms(pv.deprecated_at),
+        **({"minimum": MinimumOut(amount=format_price(pv.minimum.amount, pv.currency))} if pv.minimum else {}),
     )
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import pyarrow as pa
 from sqlalchemy import Connection, select
 
+from abaxus.billing.commercial import Commitment, minimum_line
 from abaxus.billing.plans import Charge, PlanVersion, load_version
 from abaxus.billing.subscriptions import period_containing
 from abaxus.billing.timeline import Timeline, load_amendments, load_timeline, subtract
@@ -26,6 +27,8 @@ from abaxus.store.tables import metrics, subscriptions
 from abaxus.store.usage import Aggregate, MetricSpec, UsageStore
 
 __all__ = ["Priced", "Window", "billable_windows", "choose_subscription", "load_specs", "price_windows", "terms_of"]
+
+_DAY_MS = 86_400_000
 
 
 @dataclass(frozen=True)
@@ -211,11 +214,38 @@ def price_windows(usage: UsageStore, windows: list[Window], specs: list[MetricSp
             lines[(wi, c.id)] = line
     # A subscription's windows (one per plan version) make one Priced, earlier versions first.
     out: list[Priced] = []
+    spans: list[list[Window]] = []
     for wi, w in enumerate(windows):
         window_lines = [lines[(wi, c.id)] for c in w.plan.charges]
         if out and out[-1].window.subscription["id"] == w.subscription["id"]:
             out[-1].window = w
             out[-1].lines.extend(window_lines)
+            spans[-1].append(w)
         else:
             out.append(Priced(w, window_lines))
+            spans.append([w])
+    for priced, span in zip(out, spans):
+        true_up = _minimum(priced, span, full_period=quantities is not None)
+        if true_up is not None:
+            priced.lines.append(true_up)
     return out
+
+
+def _minimum(priced: Priced, span: list[Window], full_period: bool) -> dict[str, Any] | None:
+    """The minimum true-up after a subscription's usage and flat lines (``billing.commercial``).
+
+    Each version with a minimum commits the whole days it was billable in the period (its
+    window less pauses and the other versions' stretches) out of the period's days; a preview
+    prices a whole period.
+    """
+    if not any(w.plan.minimum for w in span):
+        return None
+    last = span[-1]
+    if full_period:
+        days, commitments = 1, [Commitment(w.plan.minimum.amount, 1) for w in span if w.plan.minimum]
+    else:
+        start, end = period_containing(last.subscription["start_date"], last.plan.months, last.period_start)
+        days = (end - start) // _DAY_MS
+        commitments = [Commitment(w.plan.minimum.amount, (w.end - w.start - sum(b - a for a, b in w.gaps)) // _DAY_MS)
+                       for w in span if w.plan.minimum]
+    return minimum_line(priced.lines, last.plan.currency, commitments, days)

@@ -24,6 +24,8 @@ __all__ = [
     "EntitlementOut",
     "MetricCreate",
     "MetricOut",
+    "MinimumIn",
+    "MinimumOut",
     "PlanCreate",
     "PlanOut",
     "Request",
@@ -112,6 +114,12 @@ class EntitlementIn(Struct, forbid_unknown_fields=True, kw_only=True):
     metric_key: str | None = None
 
 
+class MinimumIn(Struct, forbid_unknown_fields=True, kw_only=True):
+    """A minimum commitment per billing period, a price in the plan's currency (commercial terms)."""
+
+    amount: Decimal
+
+
 class PlanCreate(Request, kw_only=True):
     id: ClientId
     name: Annotated[str, text(200)]
@@ -121,6 +129,7 @@ class PlanCreate(Request, kw_only=True):
     entitlements: list[EntitlementIn] = []
     changelog: Annotated[str, text(2000, 0)] | None = None
     effective_from: str | None = None
+    minimum: MinimumIn | None = None
 
 
 class TierOut(Struct, kw_only=True):
@@ -150,6 +159,10 @@ class EntitlementOut(Struct, kw_only=True):
     metric_key: str | None
 
 
+class MinimumOut(Struct, kw_only=True):
+    amount: str
+
+
 class PlanOut(Struct, kw_only=True):
     id: str
     version: int
@@ -163,6 +176,7 @@ class PlanOut(Struct, kw_only=True):
     effective_from: str
     created_at: str
     deprecated_at: str | None
+    minimum: MinimumOut | UnsetType = UNSET  # left out when the version has none
 
 
 # ---- Customers --------------------------------------------------------------------------
