@@ -28,6 +28,7 @@ from abaxus.api.routes import (
     api_keys, customers, entitlements, events, health, invoices, metrics, payments, price_plans, subscriptions, usage,
 )
 from abaxus.api.routes import alerts, webhooks
+from abaxus.api.routes import coupons, credits
 from abaxus.api.state import Services, dependencies
 from abaxus.billing.alerts import AlertEvaluator
 from abaxus.billing.api_keys import any_keys, create_key
@@ -46,7 +47,7 @@ __all__ = ["create_app", "open_metadata", "open_services"]
 log = get_logger("abaxus.app")
 
 ROUTE_MODULES = [health, api_keys, metrics, price_plans, customers, subscriptions, entitlements, events, usage, invoices,
-                 payments, ingestion_rate, dashboard, webhooks, alerts]
+                 payments, ingestion_rate, dashboard, webhooks, alerts, credits, coupons]
 
 
 def open_metadata(settings: Settings, engine: Engine | None = None) -> Engine:

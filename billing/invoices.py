@@ -3,10 +3,16 @@
 Every invoice records ``usage_as_of``: the watermark its usage was read at. Its lines count
 exactly the events stored by then and not voided by then, so a line can be reproduced (and
 its events listed) whatever arrives or is voided later.
+
+Commercial terms (``billing.commercial``, docs/commercial-terms.md): the minimum true-up is
+priced with the usage; discounts and prepaid credits are worked out inside the issuing
+transaction, with the subscription's discounts and the customer's grants locked, so what an
+invoice draws is written with it and two invoices issued at once never draw the same credit.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from decimal import Decimal
 from typing import Any, Callable
 
@@ -15,6 +21,9 @@ from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from abaxus.billing import audit, outbox
+from abaxus.billing.commercial import DISCOUNT, MINIMUM, TERM_MODELS, Applied, apply_terms, discount_lines
+from abaxus.billing.coupons import coupon_terms, live_discounts, record_redemptions
+from abaxus.billing.credits import record_drawdown, restore_drawdown, usable_grants
 from abaxus.billing.customers import load_customer
 from abaxus.billing.plans import load_version
 from abaxus.billing.pricing import Priced, Window, billable_windows, choose_subscription, load_specs, price_windows
@@ -68,7 +77,10 @@ class Invoicing:
         return priced, as_of
 
     def calculate(self, customer_id: str, cutoff_ms: int, subscription_id: str | None) -> dict[str, Any]:
+        """The lines an invoice would get now, terms included: credits are drawn on paper only."""
         priced, as_of = self._price(customer_id, cutoff_ms, subscription_id)
+        with self.engine.connect() as conn:
+            [(priced, _, _)] = self._terms(conn, [priced], lock=False)
         w = priced.window
         now = now_ms()
         body = {
@@ -128,6 +140,45 @@ class Invoicing:
             body = _decode_body.decode(row["body"])
         return Priced(window, body["line_items"]), body["_as_of"]
 
+    # ---- commercial terms --------------------------------------------------------------
+    @staticmethod
+    def _terms(conn: Any, priced: list[Priced], lock: bool) -> list[tuple[Priced, Applied, list[str]]]:
+        """Each invoice-to-be with its discount and credit lines, and the discounts it uses.
+
+        Worked out on the discounts and grants as ``conn``'s transaction sees them (locked when
+        issuing); invoices of one customer draw in turn, each on what the previous left. The
+        ``Priced`` given are not changed (a failed bulk chunk is issued again one by one).
+        """
+        discounts = live_discounts(conn, [p.window.subscription["id"] for p in priced], lock)
+        pool = usable_grants(conn, [p.window.subscription["customer_id"] for p in priced], lock)
+        out = []
+        for p in priced:
+            w = p.window
+            # Usage and flat lines, proration credits, then the true-up (priced with the usage).
+            base = ([li for li in p.lines if li["pricing_model"] not in TERM_MODELS]
+                    + [li for li in p.lines if li["pricing_model"] == MINIMUM])
+            attached = discounts.get(w.subscription["id"], [])
+            grants = pool.get((w.subscription["customer_id"], w.plan.currency), {})
+            applied = apply_terms(base, w.plan.currency, [c for _, c in attached], grants.values(), w.period_end)
+            for grant_id, amount in applied.drawdown.items():
+                grants[grant_id] = dataclasses.replace(grants[grant_id], remaining=grants[grant_id].remaining - amount)
+            used = [discount_id for discount_id, c in attached if c.id in applied.coupons]
+            out.append((Priced(w, [*base, *applied.lines]), applied, used))
+        return out
+
+    @staticmethod
+    def _record_terms(conn: Any, row: dict[str, Any], applied: Applied, used: list[str], actor: str, now: int) -> None:
+        """Write what the terms did, beside the invoice: the drawdown, the discounts used, and a
+        total the terms brought to 0 settled at once (``invoice.paid``, ``source: "zero_total"``)."""
+        record_drawdown(conn, row["id"], row["customer_id"], row["currency"], applied.drawdown, now)
+        record_redemptions(conn, [(discount_id, row["id"]) for discount_id in used], now)
+        if row["total_amount"] == 0 and applied.lines and sum(-int(li["amount"]) for li in applied.lines) > 0:
+            conn.execute(update(invoices).where(invoices.c.id == row["id"]).values(status="paid", paid_at=now))
+            row.update(status="paid", paid_at=now)
+            audit.append(conn, row["id"], "invoice.paid", actor,
+                         {"payment_intent_id": None, "amount": 0, "source": "zero_total"})
+            outbox.emit(conn, "invoice.paid", outbox.invoice_data(row, payment_intent_id=None, source="zero_total"))
+
     def _row(self, priced: Priced, as_of: int, calculation_id: str | None, now: int) -> dict[str, Any]:
         w = priced.window
         return {
@@ -149,16 +200,18 @@ class Invoicing:
         if not priced:
             return 0
         now = now_ms()
-        rows = [self._row(p, as_of, None, now) for p in priced]
         try:
             with self.engine.begin() as conn:
+                terms = self._terms(conn, priced, lock=True)
+                rows = [self._row(final, as_of, None, now) for final, _, _ in terms]
                 conn.execute(insert(invoices), rows)
-                for p, row in zip(priced, rows):
-                    mark_credited(conn, row["id"], p.lines)
+                for (final, applied, used), row in zip(terms, rows):
+                    mark_credited(conn, row["id"], final.lines)
                     audit.append(conn, row["id"], "invoice.issued", actor, {
-                        "total_amount": p.total, "line_count": len(p.lines), "calculation_id": None,
+                        "total_amount": final.total, "line_count": len(final.lines), "calculation_id": None,
                         "usage_as_of": format_ms(as_of)})
                     outbox.emit(conn, "invoice.issued", outbox.invoice_data(row))
+                    self._record_terms(conn, row, applied, used, actor, now)
             return len(rows)
         except IntegrityError:
             created = 0
@@ -171,18 +224,22 @@ class Invoicing:
             return created
 
     def _issue(self, priced: Priced, as_of: int, calculation_id: str | None, actor: str) -> dict[str, Any]:
-        row = self._row(priced, as_of, calculation_id, now_ms())
+        now = now_ms()
+        slot = f"{priced.window.subscription['id']}:{priced.window.period_start}"
         try:
             with self.engine.begin() as conn:
+                [(final, applied, used)] = self._terms(conn, [priced], lock=True)
+                row = self._row(final, as_of, calculation_id, now)
                 conn.execute(insert(invoices).values(**row))
-                mark_credited(conn, row["id"], priced.lines)
+                mark_credited(conn, row["id"], final.lines)
                 audit.append(conn, row["id"], "invoice.issued", actor, {
-                    "total_amount": priced.total, "line_count": len(priced.lines), "calculation_id": calculation_id,
+                    "total_amount": final.total, "line_count": len(final.lines), "calculation_id": calculation_id,
                     "usage_as_of": format_ms(as_of)})
                 outbox.emit(conn, "invoice.issued", outbox.invoice_data(row))
+                self._record_terms(conn, row, applied, used, actor, now)
         except IntegrityError:
             with self.engine.connect() as conn:
-                existing = conn.execute(select(invoices.c.id).where(invoices.c.period_slot == row["period_slot"])).scalar()
+                existing = conn.execute(select(invoices.c.id).where(invoices.c.period_slot == slot)).scalar()
             raise Conflict("INVOICE_ALREADY_EXISTS", "This subscription period is already invoiced; archive it to invoice anew.",
                            extra={"existing_invoice_id": existing}) from None
         return invoice_out(row)
@@ -238,11 +295,18 @@ class Invoicing:
         if not 1 <= len(reason) <= 500:
             raise InvalidInput("INVALID_FIELD", "reason must be 1–500 characters.", "reason")
         with self.engine.begin() as conn:
-            inv = self.load(conn, invoice_id)
+            # Locked (PostgreSQL): two archives of one invoice at once give its credits back once.
+            row = conn.execute(select(invoices).where(invoices.c.id == invoice_id).with_for_update()).mappings().first()
+            if row is None:
+                raise NotFound("INVOICE_NOT_FOUND", f"No invoice '{invoice_id}'.")
+            inv = dict(row)
             self._check_open(inv)
             if inv["charge_lock"] is not None:
                 raise Conflict("CHARGE_IN_PROGRESS", "A charge of this invoice is in flight; retry when it ends.")
             now = now_ms()
+            # Its credits go back to their grants (locked in id order, as issuing locks them) before
+            # its period is freed: an issue of the same period meanwhile fails at once, never deadlocks.
+            restore_drawdown(conn, invoice_id, now)
             conn.execute(update(invoices).where(invoices.c.id == invoice_id)
                          .values(status="archived", archived_at=now, archive_reason=reason, period_slot=None))
             audit.append(conn, invoice_id, "invoice.archived", actor, {"reason": reason})
@@ -257,7 +321,11 @@ class Invoicing:
             raise Conflict("INVOICE_ARCHIVED", "The invoice is archived; archived invoices are final.")
 
     def adjust(self, invoice_id: str, actor: str) -> dict[str, Any]:
-        """Re-price a standard invoice with fresh usage; bill (or credit) only the difference."""
+        """Re-price a standard invoice with fresh usage; bill (or credit) only the difference.
+
+        The minimum true-up and the invoice's own discounts are recomputed on the new lines (their
+        terms never change, so the difference is exact); credits stay as drawn at issue.
+        """
         with self.engine.connect() as conn:
             inv = self.load(conn, invoice_id)
             if inv["type"] == "adjustment":
@@ -268,20 +336,30 @@ class Invoicing:
             specs = load_specs(conn, windows)
             earlier = [dict(r) for r in conn.execute(select(invoices).where(invoices.c.adjusts_invoice_id == invoice_id)
                                                      .order_by(invoices.c.created_at)).mappings()]
+            original = _decode_lines.decode(inv["line_items"])
+            carried = [li["charge_id"].split(":", 1)[1] for li in original if li["pricing_model"] == DISCOUNT]
+            terms = coupon_terms(conn, carried)
         as_of = self.as_of()
         priced = price_windows(self.usage, windows, specs, as_of)[0]
+        fresh = [*priced.lines, *discount_lines(priced.lines, [terms[c] for c in carried if c in terms], inv["currency"])]
         invoiced: dict[str, int] = {}
-        last_quantity: dict[str, Any] = {}
-        for doc in [inv, *earlier]:
-            for li in _decode_lines.decode(doc["line_items"]):
+        last: dict[str, dict[str, Any]] = {}
+        for doc_lines in [original, *(_decode_lines.decode(e["line_items"]) for e in earlier)]:
+            for li in doc_lines:
                 invoiced[li["charge_id"]] = invoiced.get(li["charge_id"], 0) + int(li["amount"])
-                last_quantity[li["charge_id"]] = li["quantity"]
+                last[li["charge_id"]] = li
         lines = []
-        for li in priced.lines:
+        for li in fresh:
             diff = int(li["amount"]) - invoiced.get(li["charge_id"], 0)
             if diff != 0:
-                lines.append({**li, "previous_quantity": format_quantity(Decimal(str(last_quantity.get(li["charge_id"], 0)))),
-                              "amount": diff})
+                previous = last[li["charge_id"]]["quantity"] if li["charge_id"] in last else 0
+                lines.append({**li, "previous_quantity": format_quantity(Decimal(str(previous))), "amount": diff})
+        # A true-up or discount the new lines no longer call for is taken back whole.
+        now_billed = {li["charge_id"] for li in fresh}
+        for charge_id, amount in invoiced.items():
+            if charge_id not in now_billed and amount != 0 and last[charge_id]["pricing_model"] in (MINIMUM, DISCOUNT):
+                previous = format_quantity(Decimal(str(last[charge_id]["quantity"])))
+                lines.append({**last[charge_id], "quantity": previous, "previous_quantity": previous, "amount": -amount})
         if not lines:
             raise Conflict("NO_CHANGE", "Usage has not changed what this invoice bills; nothing to adjust.")
         total = sum(li["amount"] for li in lines)
