@@ -4,23 +4,30 @@ The pure functions of ``billing.commercial`` meet ``oracle.minimum_true_up``, ``
 and ``oracle.credits`` on random invoices; the properties every invoice must keep are checked on
 the same draws: the lines add up to the total, the total is never negative (unless proration
 credits alone make it so), no discount takes more than its lines and no grant gives more than it
-holds, whether one invoice draws on the pool or many draw one after another. The same drawdown
-against the real metadata store, with threads issuing at once, is in ``test_commercial_terms.py``.
+holds, whether one invoice draws on the pool or many draw one after another. Last, the drawdown
+runs against the real metadata store (SQLite and PostgreSQL) from threads issuing at once, as the
+issuing transactions do; ``test_commercial_terms.py`` does the same through the whole app.
 """
 
 from __future__ import annotations
 
+import itertools
+import threading
+from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
 import oracle
-from hypothesis import given, settings
+import pytest
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlalchemy import Engine, func, select
 
 from abaxus.billing.commercial import (
     CREDIT, DISCOUNT, Commitment, Coupon, Grant, apply_terms, credit_lines, minimum_line, round_half_up,
 )
 from abaxus.money import exponent
+from abaxus.store.tables import credit_grants, credit_ledger
 
 D = Decimal
 AT = 1_777_593_599_000  # 2026-04-30T23:59:59Z, the period_end the credits are judged at
@@ -153,3 +160,78 @@ def test_the_worked_example_of_the_docs():
         ("discount:launch", -188), ("credit:cgr_promo", -5000), ("credit:cgr_prepaid", -6479)]
     assert applied.drawdown == {"cgr_promo": 5000, "cgr_prepaid": 6479} and applied.coupons == ["launch"]
     assert sum(li["amount"] for li in priced + applied.lines) == 0
+
+
+# ---- the same drawdown against the real metadata store, from threads ------------------------
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
+    """A migrated metadata store (SQLite file or a reset PostgreSQL database) for the whole module."""
+    from conftest import _reset_pg
+
+    from abaxus.store.metadata import migrate, open_engine
+
+    if request.param == "postgres":
+        url = request.getfixturevalue("pg_database")
+        _reset_pg(url)
+    else:
+        url = f"sqlite:///{tmp_path_factory.mktemp('credits') / 'metadata.db'}"
+    engine = open_engine(url)
+    migrate(engine)
+    yield engine
+    engine.dispose()
+
+
+_customers = itertools.count()
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(amounts=st.lists(st.tuples(st.integers(min_value=1, max_value=20_000), st.integers(min_value=0, max_value=2),
+                                  st.one_of(st.none(), st.integers(min_value=1, max_value=90))), min_size=1, max_size=4),
+       totals=st.lists(st.integers(min_value=0, max_value=15_000), min_size=2, max_size=6))
+def test_concurrent_invoices_of_one_customer_never_overdraw_a_grant_in_the_store(store, amounts, totals):
+    """Each thread is one issuing transaction as ``Invoicing`` runs it: lock the customer's grants,
+    work out the credit lines on what they hold then, record the drawdown."""
+    from abaxus.billing.credits import create_grant, record_drawdown, usable_grants
+    from abaxus.billing.customers import create_customer
+    from abaxus.schemas.catalog import CustomerCreate
+    from abaxus.schemas.commercial import CreditGrantCreate
+
+    customer_id = f"cust_p{next(_customers)}"
+    create_customer(store, CustomerCreate(id=customer_id, name="P"))
+    made = [create_grant(store, customer_id, CreditGrantCreate(
+        amount=a, currency="usd", priority=p, effective_at="2026-01-01T00:00:00Z",
+        expires_at=None if days is None else f"2026-{4 + days // 31:02d}-{1 + days % 28:02d}T00:00:00Z"))
+        for a, p, days in amounts]
+    drawn: list[dict[str, int]] = []
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+    gate = threading.Barrier(len(totals))
+
+    def issue(i: int, total: int) -> None:
+        try:
+            gate.wait()
+            with store.begin() as conn:
+                pool = usable_grants(conn, [customer_id], lock=True).get((customer_id, "usd"), {})
+                lines = [{"charge_id": "chg_1", "pricing_model": "per_unit", "amount": total}]
+                credit, take = credit_lines(lines, pool.values(), AT)
+                assert total + sum(li["amount"] for li in credit) >= 0
+                record_drawdown(conn, f"inv_p{i}", customer_id, "usd", take, AT)
+            with lock:
+                drawn.append(take)
+        except BaseException as exc:  # reported below: a thread's failure must fail the test
+            errors.append(exc)
+
+    threads = [threading.Thread(target=issue, args=(i, t)) for i, t in enumerate(totals)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    usable = sum(g.amount for g in made if g.expires_at is None or g.expires_at > "2026-04-30T23:59:59Z")
+    given_out = {g.id: sum(d.get(g.id, 0) for d in drawn) for g in made}
+    assert sum(given_out.values()) == min(sum(totals), usable)
+    with store.connect() as conn:
+        for g in made:
+            remaining = conn.execute(select(credit_grants.c.remaining).where(credit_grants.c.id == g.id)).scalar_one()
+            ledger = conn.execute(select(func.sum(credit_ledger.c.amount)).where(credit_ledger.c.grant_id == g.id)).scalar_one()
+            assert 0 <= remaining == g.amount - given_out[g.id] == ledger
