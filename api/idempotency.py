@@ -14,7 +14,8 @@ from typing import Any
 import anyio.to_thread
 import msgspec
 from litestar.middleware import ASGIMiddleware
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.enums import ScopeType
+from litestar.types import ASGIApp, HTTPRequestEvent, Message, Receive, ReceiveMessage, Scope, Send
 from sqlalchemy import Engine
 
 from abaxus.billing.idempotency import claim, complete, release
@@ -65,17 +66,18 @@ class IdempotencyMiddleware(ASGIMiddleware):
         self.engine = engine
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
-        if scope["type"] != "http" or not _applies(scope["method"], scope["path"]):
+        if scope["type"] != ScopeType.HTTP or not _applies(scope["method"], scope["path"]):
             await next_app(scope, receive, send)
             return
         body = await _read_all(receive)
         sent = False
 
-        async def replay_receive() -> Message:
+        async def replay_receive() -> ReceiveMessage:
             nonlocal sent
             if not sent:
                 sent = True
-                return {"type": "http.request", "body": body, "more_body": False}
+                first: HTTPRequestEvent = {"type": "http.request", "body": body, "more_body": False}
+                return first
             return await receive()
 
         fingerprint, parsed = _fingerprint(scope["method"], scope["path"], body)

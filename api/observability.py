@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+from litestar.enums import ScopeType
 from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -18,7 +19,7 @@ class LatencyMiddleware(ASGIMiddleware):
         self.telemetry = telemetry
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != ScopeType.HTTP:
             await next_app(scope, receive, send)
             return
         started = time.perf_counter()

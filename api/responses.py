@@ -12,7 +12,8 @@ from abaxus.schemas.codec import encode_json
 __all__ = ["json_response", "list_response", "page_params"]
 
 
-def json_response(content: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response[bytes]:
+def json_response(content: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response[Any]:
+    """``content`` encoded once; the handler's annotation names the contract struct it stands for."""
     return Response(content=encode_json(content), status_code=status, media_type="application/json", headers=headers)
 
 

@@ -14,9 +14,10 @@ Double charges are prevented by our own state, not by trusting the provider:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import stripe
+from stripe.params import PaymentIntentCreateParams
 from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
@@ -56,7 +57,7 @@ class Payments:
     def charge(self, invoice_id: str, actor: str) -> dict[str, Any]:
         claim = self._claim(invoice_id, actor)
         if "result" in claim:
-            return claim["result"]
+            return cast("dict[str, Any]", claim["result"])
         inv, customer, attempt = claim["invoice"], claim["customer"], claim["attempt"]
         try:
             found = self._find_paid_intent(inv, customer)
@@ -153,7 +154,7 @@ class Payments:
 
     def _create_intent(self, inv: dict[str, Any], customer: dict[str, Any], attempt: int) -> dict[str, Any]:
         assert self.client is not None
-        params = {
+        params: PaymentIntentCreateParams = {
             "amount": inv["total_amount"], "currency": inv["currency"], "customer": customer["payment_provider_customer_id"],
             "payment_method": self._payment_method(customer), "off_session": True, "confirm": True,
             "metadata": {"abaxus_invoice_id": inv["id"]},
@@ -164,9 +165,8 @@ class Payments:
         except stripe.CardError as exc:
             err = exc.error
             code = (err.decline_code if err and err.decline_code else None) or (err.code if err else None) or "card_declined"
-            pi_id = None
-            if err is not None and getattr(err, "payment_intent", None) is not None:
-                pi_id = err.payment_intent.id
+            intent = getattr(err, "payment_intent", None)  # absent from some Stripe-compatible servers' errors
+            pi_id = intent.id if intent is not None else None
             raise _Declined(code, exc.user_message or str(exc), pi_id) from None
         except stripe.InvalidRequestError as exc:
             code = exc.code or "invalid_request"

@@ -24,7 +24,7 @@ import string
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
@@ -123,7 +123,10 @@ def _check_url(url: str, field: str = "url") -> str:
     return url
 
 
-def _check_events(events: list[str], field: str = "events") -> list[str]:
+_E = TypeVar("_E", bound=str)
+
+
+def _check_events(events: list[_E], field: str = "events") -> list[_E]:
     if len(set(events)) != len(events):
         raise InvalidInput("INVALID_FIELD", "List each event type once.", field)
     if "*" in events and len(events) > 1:

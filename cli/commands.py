@@ -131,7 +131,7 @@ def sql(query: str = typer.Argument(..., help="One read-only SELECT, WITH, SHOW 
 
 @app.command()
 def quickstart(events: int = typer.Option(1_200_000, help="How many api_calls events to send."),
-               data_dir: Path = typer.Option(None, help="Where to keep the data (default: a fresh temp dir).")) -> None:
+               data_dir: Path | None = typer.Option(None, help="Where to keep the data (default: a fresh temp dir).")) -> None:
     """Run the spec's Quick Start on a fresh embedded instance and print the invoice."""
     directory = data_dir or Path(tempfile.mkdtemp(prefix="abaxus-quickstart-"))
     with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),

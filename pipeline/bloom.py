@@ -7,7 +7,7 @@ which is fine because the filter is rebuilt from the store at every start.
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Iterable, cast
 
 import numpy as np
 
@@ -38,7 +38,7 @@ class BloomFilter:
         """A boolean per key: False means certainly never added."""
         if not keys:
             return np.zeros(0, dtype=bool)
-        return self._array[self._positions(keys)].all(axis=1)
+        return cast("np.ndarray", self._array[self._positions(keys)].all(axis=1))  # numpy: Any for an untyped dtype
 
     def extend(self, chunks: Iterable[list[str]]) -> None:
         for chunk in chunks:

@@ -49,16 +49,17 @@ class DedupResult:
         self.kept, self.dropped, self.position, self.backfill = kept, dropped, position, backfill
 
 
-class DedupLogic(StatefulBatchLogic):
+class DedupLogic(StatefulBatchLogic[Any, DedupResult, tuple[float, list[str]]]):
     """Stateful batch logic for step ``dedup_by_idempotency_key``."""
 
     def __init__(self, resume: Any, window_s: int, bloom: BloomFilter,
                  store_lookup: Callable[[list[str]], set[str]], on_duplicates: Callable[[int], None]) -> None:
+        self.generations: list[dict[str, None]]
         if resume:
             self.rotated, recent = resume
             self.generations = [dict.fromkeys(recent), {}]
         else:
-            self.generations: list[dict[str, None]] = [{}, {}]
+            self.generations = [{}, {}]
             self.rotated = time.time()
         self.recent: list[str] = []  # accepted since the last snapshot
         self.window_s = window_s
@@ -112,7 +113,7 @@ class DedupLogic(StatefulBatchLogic):
             out.append(DedupResult(kept, dropped, position, backfill))
         return out, StatefulBatchLogic.RETAIN
 
-    def snapshot(self) -> Any:
+    def snapshot(self) -> tuple[float, list[str]]:
         """The rotation clock and the keys accepted since the last snapshot (see the module doc)."""
         recent, self.recent = self.recent, []
         return (self.rotated, recent)

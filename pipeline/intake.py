@@ -80,7 +80,7 @@ class Rejected:
 class Accepted(NamedTuple):
     """An accepted event's answer (a tuple: a 1,000-event batch makes 1,000 of them)."""
 
-    index: int
+    index: int  # type: ignore[assignment]  # the event's place in the request; shadows tuple.index, never called
     event_id: str
     idempotency_key: str
 

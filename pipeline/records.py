@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import pyarrow as pa
 
 from abaxus.store.usage import EVENT_SCHEMA
@@ -21,7 +23,7 @@ def encode_record(batch: pa.RecordBatch, *, backfill: bool) -> bytes:
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, schema) as writer:
         writer.write_batch(batch.replace_schema_metadata(schema.metadata))
-    return sink.getvalue().to_pybytes()
+    return cast(bytes, sink.getvalue().to_pybytes())  # pyarrow ships no type information
 
 
 def decode_record(payload: bytes) -> tuple[pa.RecordBatch, bool]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import cast
 
 import numpy as np
 import pyarrow as pa
@@ -128,7 +129,7 @@ def _int_minor(scaled: np.ndarray, scale: int, exponent: int) -> np.ndarray:
     """Exact amounts × 10^scale (≥ 0) → minor units, rounded half up."""
     num = scaled * (2 * 10**exponent)
     den = 2 * 10**scale
-    return (num + den // 2) // den
+    return cast("np.ndarray", (num + den // 2) // den)  # numpy types arithmetic on an untyped dtype as Any
 
 
 def _rate_integers(qn: np.ndarray, scale: int, terms: ChargeTerms, exponent: int) -> Rated:

@@ -7,8 +7,9 @@ this module turns it into the spec's dotted ``field`` (``charges.0.tiers.2.up_to
 from __future__ import annotations
 
 import re
-from functools import lru_cache
-from typing import Any, TypeVar
+from collections.abc import Hashable
+from functools import cache
+from typing import Any, TypeVar, cast
 
 import msgspec
 
@@ -35,8 +36,8 @@ def json_path_to_field(path: str) -> str | None:
     return ".".join(parts) or None
 
 
-@lru_cache(maxsize=None)
-def _decoder(tp: Any) -> msgspec.json.Decoder[Any]:
+@cache
+def _decoder(tp: Hashable) -> msgspec.json.Decoder[Any]:
     return msgspec.json.Decoder(tp)
 
 
@@ -52,13 +53,14 @@ def decode_json(body: bytes, tp: type[T], *, shape: Any = None) -> T:
     ``shape`` names the field in a too-deep error where ``tp`` keeps members as raw JSON
     (the batch envelope); it defaults to ``tp``.
     """
+    decoder: msgspec.json.Decoder[T] = _decoder(cast(Hashable, tp))  # mypy does not see a class as Hashable
     if not body.strip():
         try:
-            return _decoder(tp).decode(b"{}")
+            return decoder.decode(b"{}")
         except msgspec.ValidationError as exc:
             raise empty_body_error(validation_error(str(exc)).field) from None
     try:
-        return _decoder(tp).decode(body)
+        return decoder.decode(body)
     except msgspec.ValidationError as exc:
         raise validation_error(str(exc)) from None
     except msgspec.DecodeError:

@@ -40,7 +40,7 @@ class WebhookEndpointPatch(Request, kw_only=True):
     description: Annotated[str, text(500, 0)] | None | UnsetType = UNSET
 
 
-class WebhookEndpointOut(Out):
+class WebhookEndpointOut(Out, frozen=True, kw_only=True):
     id: str
     url: str
     events: list[str]
@@ -52,7 +52,7 @@ class WebhookEndpointOut(Out):
     secret: str | UnsetType = UNSET
 
 
-class WebhookAttemptOut(Out):
+class WebhookAttemptOut(Out, frozen=True, kw_only=True):
     """One POST to the endpoint: its HTTP status (null if none came back) or the error."""
 
     attempt: int
@@ -62,7 +62,7 @@ class WebhookAttemptOut(Out):
     duration_ms: int
 
 
-class WebhookDeliveryOut(Out):
+class WebhookDeliveryOut(Out, frozen=True, kw_only=True):
     id: str
     endpoint_id: str
     event_id: str
@@ -86,7 +86,7 @@ class AlertCreate(Request, kw_only=True):
     metric_key: MetricKey | None = None
 
 
-class AlertOut(Out):
+class AlertOut(Out, frozen=True, kw_only=True):
     id: str
     customer_id: str
     metric_key: str | None

@@ -110,8 +110,8 @@ _BOOTSTRAP = (
 
 def applied_versions(client: Client) -> set[int]:
     """The versions ``abaxus.schema_migrations`` records (empty before the first migration)."""
-    exists = client.command(f"EXISTS TABLE {LEDGER}")
-    if not int(exists):
+    exists = client.command(f"EXISTS TABLE {LEDGER}")  # a scalar answer: 0 or 1, as int or str
+    if not int(str(exists)):
         return set()
     return {int(row[0]) for row in client.query(f"SELECT DISTINCT version FROM {LEDGER}").result_rows}
 

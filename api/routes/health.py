@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from litestar import Response, get
 from sqlalchemy import Engine
@@ -48,7 +48,8 @@ async def prometheus_metrics(ingestion: Ingestion, telemetry: Telemetry, setting
     telemetry.intake_backlog.set(ingestion.backlog_events())
     telemetry.intake_backlog_limit.set(settings.intake_max_backlog_events)
     telemetry.intake_lag_limit.set(settings.intake_max_lag_seconds)
-    return Response(content=telemetry.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+    # The exposition format is text (the document says so); prometheus_client renders it as bytes.
+    return cast("Response[str]", Response(content=telemetry.render(), media_type="text/plain; version=0.0.4; charset=utf-8"))
 
 
 ROUTES = [healthz, readyz, prometheus_metrics]
