@@ -27,8 +27,8 @@ __all__ = [
 ]
 
 # RFC 3339 as msgspec reads it (the events' decoder), so an instant is read alike everywhere:
-# ASCII digits only (``\d`` would take "２０２６", which int() reads), and the offset's colon
-# optional as in ISO 8601 (+0200).
+# ASCII digits only (``\d`` would take full-width or Arabic-Indic digits, which int() reads),
+# and the offset's colon optional as in ISO 8601 (+0200).
 _RFC3339 = re.compile(
     r"^([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt ]([0-9]{2}):([0-9]{2}):([0-9]{2})(\.[0-9]+)?"
     r"(?P<offset>[Zz]|[+-][0-9]{2}:?[0-9]{2})?$"
@@ -36,6 +36,7 @@ _RFC3339 = re.compile(
 _NOT_A_STRING = "Send an RFC 3339 timestamp string such as 2026-04-01T00:00:00Z."
 _NOT_RFC3339 = "Send an RFC 3339 timestamp such as 2026-04-01T00:00:00Z."
 _NOT_ZONED = "Add a UTC offset to the timestamp, such as Z or +02:00."
+_LEAP_SECOND = 60
 
 
 # Instants are accepted up to (not including) 2200-01-01T00:00:00Z. ClickHouse DateTime64(3)
@@ -67,7 +68,7 @@ def parse_timestamp(text: object, field: str) -> int:
     if m.group("offset") is None:
         raise InvalidInput("TIMESTAMP_NOT_ZONED", _NOT_ZONED, field)
     year, month, day, hour, minute, second = (int(m.group(i)) for i in range(1, 7))
-    if second == 60:  # a leap second counts as :59 (61 and up name no time)
+    if second == _LEAP_SECOND:  # counts as :59 (61 and up name no time)
         second = 59
     frac = (m.group(7) or ".")[1:]
     micros = int((frac + "000000")[:6]) + (frac[6:7] >= "5")

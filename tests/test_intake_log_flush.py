@@ -37,7 +37,8 @@ def _crash_then_append(directory: str) -> None:
     async def scenario() -> tuple[int, int]:
         stuck = asyncio.ensure_future(intake.append(_PayloadThatAborts(b"x")))
         await asyncio.sleep(0.2)
-        assert intake._flush_task is not None and intake._flush_task.done() and not stuck.done()
+        assert intake._flush_task is not None
+        assert (intake._flush_task.done(), stuck.done()) == (True, False)  # the flush died; the append waits
         stuck.cancel()
         return await asyncio.wait_for(intake.append(b"next"), 5)  # a new flush takes it
 
@@ -69,7 +70,8 @@ def _cancel_mid_write(directory: str) -> None:
 def _logged(tmp_path: Path, scenario: str) -> list[dict[str, Any]]:
     code = (f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
             f"import {__name__} as t; t.{scenario}(sys.argv[1])")
-    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "log")], capture_output=True, text=True, timeout=120, check=False)
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "log")],
+                          capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
     lines = [json.loads(line) for line in done.stdout.splitlines()]
     for line in lines:
@@ -82,7 +84,8 @@ def test_an_error_escaping_the_flush_is_logged_and_the_log_still_takes_appends(t
     exception = crashed.pop("exception")
     assert crashed == {"event": "intake_log_flush_crashed", "level": "error",
                        "error": "_Abandoned('the write was abandoned')", "durable": [0, 0]}
-    assert exception.startswith("Traceback") and exception.endswith("_Abandoned: the write was abandoned")
+    assert exception.startswith("Traceback")
+    assert exception.endswith("_Abandoned: the write was abandoned")
     # Nothing of the abandoned write reached the file: the next record starts at 0.
     assert appended == {"event": "appended", "position": [0, 8 + len(b"next")]}
 
