@@ -174,7 +174,8 @@ def drawdown_order(grants: Iterable[Grant], at: int) -> list[Grant]:
     return sorted(usable, key=lambda g: (g.priority, g.expires_at is None, g.expires_at or 0, g.created_at, g.id))
 
 
-def credit_lines(lines: Sequence[dict[str, Any]], grants: Iterable[Grant], at: int) -> tuple[list[dict[str, Any]], dict[str, int]]:
+def credit_lines(lines: Sequence[dict[str, Any]], grants: Iterable[Grant],
+                 at: int) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """Negative lines drawing the grants in order until the total reaches 0; and the drawdown per grant."""
     due = max(sum(int(li["amount"]) for li in lines), 0)
     out, drawn = [], {}

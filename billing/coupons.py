@@ -37,6 +37,9 @@ __all__ = [
 
 MAX_PERIODS = 1200
 MAX_AMOUNT = 10 ** 15
+MAX_PERCENT = 100
+MAX_CHARGE_IDS = 100
+MAX_CHARGE_ID_LENGTH = 64
 _ids = msgspec.json.Decoder(list[str])
 
 
@@ -62,49 +65,62 @@ def _limit(row: Any) -> int | None:
     return 1 if row["duration"] == "once" else int(row["duration_in_periods"])
 
 
-def create_coupon(engine: Engine, body: CouponCreate) -> CouponOut:
-    v.client_id(body.id, "id")
+def _amount_terms(body: CouponCreate) -> tuple[Decimal | None, int | None, str | None]:
+    """(percent_off, amount_off, currency): exactly one of the two amounts, a currency only with a fixed one."""
     if (body.percent_off is None) == (body.amount_off is None):
         raise InvalidInput("VALIDATION_ERROR", "Send exactly one of percent_off and amount_off.",
                            "percent_off" if body.percent_off is not None else "amount_off")
-    percent, currency = None, None
     if body.percent_off is not None:
         percent = parse_decimal(body.percent_off, "percent_off", max_places=4)
-        if not 0 < percent <= 100:
+        if not 0 < percent <= MAX_PERCENT:
             raise InvalidInput("VALUE_OUT_OF_RANGE", "percent_off is above 0 and at most 100.", "percent_off")
         if body.currency is not None:
             raise InvalidInput("INVALID_FIELD", "A percent_off coupon has no currency; remove it.", "currency")
-    else:
-        assert body.amount_off is not None
-        if not 1 <= body.amount_off < MAX_AMOUNT:
-            raise InvalidInput("VALUE_OUT_OF_RANGE", f"amount_off is in minor units: 1 up to (not including) {MAX_AMOUNT:,}.",
-                               "amount_off")
-        if body.currency is None:
-            raise InvalidInput("MISSING_FIELD", "An amount_off coupon needs 'currency': the currency of its amount.", "currency")
-        currency = normalize_currency(body.currency, "currency")
-    if body.duration == "repeating":
-        if body.duration_in_periods is None:
-            raise InvalidInput("MISSING_FIELD", "A repeating coupon needs 'duration_in_periods': how many invoices.",
+        return percent.normalize(), None, None
+    assert body.amount_off is not None
+    if not 1 <= body.amount_off < MAX_AMOUNT:
+        raise InvalidInput("VALUE_OUT_OF_RANGE", f"amount_off is in minor units: 1 up to (not including) {MAX_AMOUNT:,}.",
+                           "amount_off")
+    if body.currency is None:
+        raise InvalidInput("MISSING_FIELD", "An amount_off coupon needs 'currency': the currency of its amount.", "currency")
+    return None, body.amount_off, normalize_currency(body.currency, "currency")
+
+
+def _check_duration(body: CouponCreate) -> None:
+    if body.duration != "repeating":
+        if body.duration_in_periods is not None:
+            raise InvalidInput("INVALID_FIELD", "Only a repeating coupon takes duration_in_periods; remove it.",
                                "duration_in_periods")
-        if not 1 <= body.duration_in_periods <= MAX_PERIODS:
-            raise InvalidInput("VALUE_OUT_OF_RANGE", f"duration_in_periods is 1–{MAX_PERIODS}.", "duration_in_periods")
-    elif body.duration_in_periods is not None:
-        raise InvalidInput("INVALID_FIELD", "Only a repeating coupon takes duration_in_periods; remove it.",
+        return
+    if body.duration_in_periods is None:
+        raise InvalidInput("MISSING_FIELD", "A repeating coupon needs 'duration_in_periods': how many invoices.",
                            "duration_in_periods")
+    if not 1 <= body.duration_in_periods <= MAX_PERIODS:
+        raise InvalidInput("VALUE_OUT_OF_RANGE", f"duration_in_periods is 1–{MAX_PERIODS}.", "duration_in_periods")
+
+
+def _check_scope(scope: list[str] | None) -> None:
+    if scope is None:
+        return
+    if not 1 <= len(scope) <= MAX_CHARGE_IDS:
+        raise InvalidInput("VALIDATION_ERROR", f"Send 1–{MAX_CHARGE_IDS} charge ids, or leave applies_to_charge_ids out "
+                           "for the whole invoice.", "applies_to_charge_ids")
+    for i, cid in enumerate(scope):
+        if not (len(cid) <= MAX_CHARGE_ID_LENGTH and CLIENT_ID_RE.fullmatch(cid)):
+            raise InvalidInput("INVALID_ID", "Charge ids are 1–64 characters of letters, digits, '_', '.' or '-'.",
+                               f"applies_to_charge_ids.{i}")
+        if cid in scope[:i]:
+            raise InvalidInput("VALIDATION_ERROR", f"Charge id '{cid}' is named twice.", f"applies_to_charge_ids.{i}")
+
+
+def create_coupon(engine: Engine, body: CouponCreate) -> CouponOut:
+    v.client_id(body.id, "id")
+    percent, amount_off, currency = _amount_terms(body)
+    _check_duration(body)
     scope = body.applies_to_charge_ids
-    if scope is not None:
-        if not 1 <= len(scope) <= 100:
-            raise InvalidInput("VALIDATION_ERROR", "Send 1–100 charge ids, or leave applies_to_charge_ids out for the "
-                               "whole invoice.", "applies_to_charge_ids")
-        for i, cid in enumerate(scope):
-            if not (1 <= len(cid) <= 64 and CLIENT_ID_RE.fullmatch(cid)):
-                raise InvalidInput("INVALID_ID", "Charge ids are 1–64 characters of letters, digits, '_', '.' or '-'.",
-                                   f"applies_to_charge_ids.{i}")
-            if cid in scope[:i]:
-                raise InvalidInput("VALIDATION_ERROR", f"Charge id '{cid}' is named twice.", f"applies_to_charge_ids.{i}")
-    row = {"id": body.id, "percent_off": format(percent.normalize(), "f") if percent is not None else None,
-           "amount_off": body.amount_off if percent is None else None, "currency": currency, "duration": body.duration,
-           "duration_in_periods": body.duration_in_periods,
+    _check_scope(scope)
+    row = {"id": body.id, "percent_off": format(percent, "f") if percent is not None else None, "amount_off": amount_off,
+           "currency": currency, "duration": body.duration, "duration_in_periods": body.duration_in_periods,
            "applies_to_charge_ids": msgspec.json.encode(scope).decode() if scope is not None else None,
            "created_at": now_ms()}
     try:

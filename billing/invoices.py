@@ -205,7 +205,7 @@ class Invoicing:
                 terms = self._terms(conn, priced, lock=True)
                 rows = [self._row(final, as_of, None, now) for final, _, _ in terms]
                 conn.execute(insert(invoices), rows)
-                for (final, applied, used), row in zip(terms, rows):
+                for (final, applied, used), row in zip(terms, rows, strict=True):
                     mark_credited(conn, row["id"], final.lines)
                     audit.append(conn, row["id"], "invoice.issued", actor, {
                         "total_amount": final.total, "line_count": len(final.lines), "calculation_id": None,

@@ -224,7 +224,7 @@ def price_windows(usage: UsageStore, windows: list[Window], specs: list[MetricSp
         else:
             out.append(Priced(w, window_lines))
             spans.append([w])
-    for priced, span in zip(out, spans):
+    for priced, span in zip(out, spans, strict=True):
         true_up = _minimum(priced, span, full_period=quantities is not None)
         if true_up is not None:
             priced.lines.append(true_up)

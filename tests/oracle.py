@@ -6,7 +6,7 @@ Used only by tests: the SQL aggregations and the vectorised rating must agree wi
 from __future__ import annotations
 
 import math
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_HALF_UP, Decimal, localcontext
 from typing import Any
 
 
@@ -81,8 +81,6 @@ def half_up(x: Decimal) -> int:
 def minimum_true_up(lines: list[dict[str, Any]], exponent: int, commitments: list[tuple[Decimal, int]],
                     period_days: int) -> int:
     """Minimum − (usage and flat lines), or 0; the minimum pro-rated by whole days, rounded once."""
-    from decimal import localcontext
-
     if not commitments:
         return 0
     with localcontext() as ctx:

@@ -15,19 +15,34 @@ import itertools
 import threading
 from collections.abc import Iterator
 from decimal import Decimal
+from fractions import Fraction
 from typing import Any
 
-import oracle
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, func, select
 
+import oracle
 from abaxus.billing.commercial import (
-    CREDIT, DISCOUNT, Commitment, Coupon, Grant, apply_terms, credit_lines, minimum_line, round_half_up,
+    CREDIT,
+    DISCOUNT,
+    Commitment,
+    Coupon,
+    Grant,
+    apply_terms,
+    credit_lines,
+    minimum_line,
+    round_half_up,
 )
+from abaxus.billing.credits import create_grant, record_drawdown, usable_grants
+from abaxus.billing.customers import create_customer
 from abaxus.money import exponent
+from abaxus.schemas.catalog import CustomerCreate
+from abaxus.schemas.commercial import CreditGrantCreate
+from abaxus.store.metadata import migrate, open_engine
 from abaxus.store.tables import credit_grants, credit_ledger
+from conftest import _reset_pg
 
 D = Decimal
 AT = 1_777_593_599_000  # 2026-04-30T23:59:59Z, the period_end the credits are judged at
@@ -89,7 +104,8 @@ def test_terms_match_the_oracle_and_the_lines_add_up(lines, proration, commitmen
     assert (true_up["amount"] if true_up else 0) == oracle.minimum_true_up(lines, exponent(currency), days_capped,
                                                                            period_days)
     if true_up:
-        assert true_up["amount"] > 0 and true_up["charge_id"] == "minimum"
+        assert true_up["amount"] > 0
+        assert true_up["charge_id"] == "minimum"
         priced.append(true_up)
     priced += [{"charge_id": f"proration:amd_{i}:chg_1", "pricing_model": "proration_credit", "amount": a}
                for i, a in enumerate(proration)]
@@ -110,11 +126,12 @@ def test_terms_match_the_oracle_and_the_lines_add_up(lines, proration, commitmen
     assert all(li["amount"] < 0 for li in applied.lines)
     discountable = sum(li["amount"] for li in priced if li["pricing_model"] != "proration_credit")
     assert -sum(li["amount"] for li in discount) <= discountable
-    assert total >= min(0, before_credits) and (total >= 0 if not proration else True)
+    assert total >= min(0, before_credits)
+    assert (total >= 0 if not proration else True)
     by_id = {g.id: g for g in grants}
     assert all(applied.drawdown[g] <= by_id[g].remaining for g in applied.drawdown)
     assert sum(applied.drawdown.values()) == -sum(li["amount"] for li in credit) <= max(before_credits, 0)
-    usable = sum(g.remaining for g in grants if g.effective_at <= AT and (g.expires_at is None or AT < g.expires_at))
+    usable = sum(g.remaining for g in grants if g.effective_at <= AT and (g.expires_at is None or g.expires_at > AT))
     assert sum(applied.drawdown.values()) == min(max(before_credits, 0), usable)
 
 
@@ -124,7 +141,7 @@ def test_invoices_drawing_one_after_another_never_overdraw_a_grant(totals, grant
     """What the issuing transactions do in turn: each sees the remaining amounts the previous left."""
     pool = {g.id: g for g in grants}
     drawn: dict[str, int] = {}
-    for i, amount in enumerate(totals):
+    for amount in totals:
         lines = [{"charge_id": "chg_1", "pricing_model": "per_unit", "amount": amount}]
         credit, take = credit_lines(lines, pool.values(), AT)
         assert amount + sum(li["amount"] for li in credit) >= 0
@@ -134,14 +151,12 @@ def test_invoices_drawing_one_after_another_never_overdraw_a_grant(totals, grant
             drawn[gid] = drawn.get(gid, 0) + x
     initial = {g.id: g.remaining for g in grants}
     assert all(0 <= drawn[g] <= initial[g] for g in drawn)
-    usable = sum(g.remaining for g in grants if g.effective_at <= AT and (g.expires_at is None or AT < g.expires_at))
+    usable = sum(g.remaining for g in grants if g.effective_at <= AT and (g.expires_at is None or g.expires_at > AT))
     assert sum(drawn.values()) == min(sum(totals), usable)
 
 
 def test_round_half_up_rounds_halves_away_from_zero_once():
-    from fractions import Fraction as F
-
-    assert [round_half_up(F(n, d)) for n, d in [(1, 2), (-1, 2), (3, 2), (5, 3), (-5, 3), (4900 * 10, 30), (0, 1)]] == [
+    assert [round_half_up(Fraction(n, d)) for n, d in [(1, 2), (-1, 2), (3, 2), (5, 3), (-5, 3), (4900 * 10, 30), (0, 1)]] == [
         1, -1, 2, 2, -2, 1633, 0]
 
 
@@ -150,7 +165,8 @@ def test_the_worked_example_of_the_docs():
     lines = [{"charge_id": "chg_1", "pricing_model": "tiered", "amount": 1500},
              {"charge_id": "chg_2", "pricing_model": "flat_fee", "amount": 4900}]
     true_up = minimum_line(lines, "usd", [Commitment(D("250.00"), 14)], 30)
-    assert true_up is not None and true_up["amount"] == 5267  # 25,000 × 14 / 30 = 11,666.67 → 11,667 − 6,400
+    assert true_up is not None
+    assert true_up["amount"] == 5267
     assert true_up["quantity"] == 14
     priced = [*lines, true_up]
     prepaid = Grant("cgr_prepaid", 10000, AT - 40 * DAY, None, priority=1, created_at=1)
@@ -158,7 +174,8 @@ def test_the_worked_example_of_the_docs():
     applied = apply_terms(priced, "usd", [Coupon("launch", D("12.5"), applies_to=("chg_1",))], [prepaid, promo], AT)
     assert [(li["charge_id"], li["amount"]) for li in applied.lines] == [
         ("discount:launch", -188), ("credit:cgr_promo", -5000), ("credit:cgr_prepaid", -6479)]
-    assert applied.drawdown == {"cgr_promo": 5000, "cgr_prepaid": 6479} and applied.coupons == ["launch"]
+    assert applied.drawdown == {"cgr_promo": 5000, "cgr_prepaid": 6479}
+    assert applied.coupons == ["launch"]
     assert sum(li["amount"] for li in priced + applied.lines) == 0
 
 
@@ -166,10 +183,6 @@ def test_the_worked_example_of_the_docs():
 @pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
     """A migrated metadata store (SQLite file or a reset PostgreSQL database) for the whole module."""
-    from conftest import _reset_pg
-
-    from abaxus.store.metadata import migrate, open_engine
-
     if request.param == "postgres":
         url = request.getfixturevalue("pg_database")
         _reset_pg(url)
@@ -191,11 +204,6 @@ _customers = itertools.count()
 def test_concurrent_invoices_of_one_customer_never_overdraw_a_grant_in_the_store(store, amounts, totals):
     """Each thread is one issuing transaction as ``Invoicing`` runs it: lock the customer's grants,
     work out the credit lines on what they hold then, record the drawdown."""
-    from abaxus.billing.credits import create_grant, record_drawdown, usable_grants
-    from abaxus.billing.customers import create_customer
-    from abaxus.schemas.catalog import CustomerCreate
-    from abaxus.schemas.commercial import CreditGrantCreate
-
     customer_id = f"cust_p{next(_customers)}"
     create_customer(store, CustomerCreate(id=customer_id, name="P"))
     made = [create_grant(store, customer_id, CreditGrantCreate(

@@ -9,16 +9,17 @@ invoices issued at once from threads that never draw one credit twice.
 from __future__ import annotations
 
 import threading
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ADMIN_KEY, _reset_pg, error_of
-from helpers import event, wait_until
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 
 from abaxus.settings import Settings
-from abaxus.store.tables import credit_grants, credit_ledger, outbox_events
+from abaxus.store.tables import amendments, credit_grants, credit_ledger, outbox_events
+from conftest import ADMIN_KEY, _reset_pg, error_of
+from helpers import event, wait_until
 
 APRIL = {"customer_id": "cust_acme", "cutoff_date": "2026-04-30T23:59:59Z"}
 MAY = {"customer_id": "cust_acme", "cutoff_date": "2026-05-31T23:59:59Z"}
@@ -114,7 +115,8 @@ def test_a_minimum_trues_up_a_partial_last_period_by_whole_days(c):
     assert ok(c.get(f"/v1/invoices/{inv['id']}/line-items/minimum/events"), 200)["data"] == []
     # A whole period commits the whole minimum, and usage above it leaves nothing to true up.
     preview = ok(c.post("/v1/pricing/preview", json={"plan_id": "plan_commit", "usage": {"api_calls": 250000}}), 200)
-    assert [li["amount"] for li in preview["line_items"]] == [1500, 4900, 18600] and preview["total_amount"] == 25000
+    assert [li["amount"] for li in preview["line_items"]] == [1500, 4900, 18600]
+    assert preview["total_amount"] == 25000
     preview = ok(c.post("/v1/pricing/preview", json={"plan_id": "plan_commit", "usage": {"api_calls": 5000000}}), 200)
     assert [li["charge_id"] for li in preview["line_items"]] == ["chg_1", "chg_2"]
     assert error_of(c.post("/v1/price-plans", json={**{k: created[k] for k in ("id", "name", "currency", "billing_period")},
@@ -129,12 +131,6 @@ def test_a_minimum_trues_up_a_partial_last_period_by_whole_days(c):
 
 def test_a_plan_change_commits_each_versions_minimum_for_its_own_days(c):
     """v1 (minimum 300.00) for Apr 1–21, v2 (minimum 600.00) from Apr 21: 20 + 10 of 30 days."""
-    from datetime import UTC, datetime
-
-    from sqlalchemy import insert
-
-    from abaxus.store.tables import amendments
-
     plan(c, minimum="300.00")
     customer(c)
     sub = subscribe(c)
@@ -162,7 +158,8 @@ def test_a_percent_discount_on_one_charge_applies_once_from_the_next_invoice(c):
     assert coupon == {"id": "launch", "percent_off": 12.5, "amount_off": None, "currency": None, "duration": "once",
                       "duration_in_periods": None, "applies_to_charge_ids": ["chg_1"], "created_at": coupon["created_at"]}
     attached = ok(c.post(f"/v1/subscriptions/{sub['id']}/discounts", json={"coupon_id": "launch"}))
-    assert attached["id"].startswith("dsc_") and (attached["status"], attached["periods_remaining"]) == ("active", 1)
+    assert attached["id"].startswith("dsc_")
+    assert (attached["status"], attached["periods_remaining"]) == ("active", 1)
     assert error_of(c.post(f"/v1/subscriptions/{sub['id']}/discounts", json={"coupon_id": "launch"})) == (
         409, "DISCOUNT_ALREADY_ATTACHED", "coupon_id")
 
@@ -170,7 +167,8 @@ def test_a_percent_discount_on_one_charge_applies_once_from_the_next_invoice(c):
     # 12.5 % of chg_1's 1,500 = 187.5 → 188 (half away from zero); chg_2 untouched.
     assert lines(april) == [("chg_1", "tiered", 250000, 1500), ("chg_2", "flat_fee", 1, 4900),
                             ("discount:launch", "discount", 1, -188)]
-    assert april["line_items"][2]["description"] == "Discount launch: 12.5% off chg_1" and april["total_amount"] == 6212
+    assert april["line_items"][2]["description"] == "Discount launch: 12.5% off chg_1"
+    assert april["total_amount"] == 6212
     used = ok(c.get(f"/v1/subscriptions/{sub['id']}/discounts"), 200)["data"]
     assert [(d["status"], d["invoice_ids"], d["periods_remaining"]) for d in used] == [("used_up", [april["id"]], 0)]
     # Archiving the invoice frees the use: the April invoice made anew carries the discount again.
@@ -178,7 +176,8 @@ def test_a_percent_discount_on_one_charge_applies_once_from_the_next_invoice(c):
     again = ok(c.post("/v1/invoices", json=APRIL))
     assert lines(again) == lines(april)
     may = ok(c.post("/v1/invoices", json=MAY))
-    assert [li["charge_id"] for li in may["line_items"]] == ["chg_1", "chg_2"] and may["total_amount"] == 6400
+    assert [li["charge_id"] for li in may["line_items"]] == ["chg_1", "chg_2"]
+    assert may["total_amount"] == 6400
     # Used up, it may be attached again.
     assert ok(c.post(f"/v1/subscriptions/{sub['id']}/discounts", json={"coupon_id": "launch"}))["status"] == "active"
 
@@ -200,7 +199,8 @@ def test_fixed_repeating_and_forever_discounts_stack_without_going_below_zero(c)
     # chg_2 → 2,700); the fee waiver takes what is left of chg_2: 2,700, not 99,999.
     assert lines(inv)[2:] == [("discount:ten_off", "discount", 1, -1000), ("discount:half", "discount", 1, -2700),
                               ("discount:fee_waiver", "discount", 1, -2700)]
-    assert inv["total_amount"] == 0 and inv["status"] == "paid"  # the terms brought it to 0
+    assert inv["total_amount"] == 0
+    assert inv["status"] == "paid"
     assert trail(c, inv["id"])[-1] == ("invoice.paid", {"payment_intent_id": None, "amount": 0, "source": "zero_total"})
     listed = {d["coupon_id"]: d for d in ok(c.get(f"/v1/subscriptions/{sub['id']}/discounts"), 200)["data"]}
     assert (listed["ten_off"]["periods_remaining"], listed["half"]["periods_remaining"]) == (1, None)
@@ -255,7 +255,8 @@ def test_credits_draw_by_priority_then_expiry_then_age_and_the_total_stops_at_ze
     soon = grant(c, 2000, effective_at="2026-04-01T00:00:00Z", expires_at="2026-06-01T00:00:00Z")
     grant(c, 50000, effective_at="2026-05-01T00:00:00Z")  # not yet effective at April's period_end
     grant(c, 50000, effective_at="2026-01-01T00:00:00Z", expires_at="2026-04-30T23:59:59Z")  # expired by then
-    assert low["id"].startswith("cgr_") and (low["remaining"], low["status"], low["priority"]) == (100000, "active", 1)
+    assert low["id"].startswith("cgr_")
+    assert (low["remaining"], low["status"], low["priority"]) == (100000, "active", 1)
     assert (never["priority"], never["expires_at"], soon["expires_at"]) == (0, None, "2026-06-01T00:00:00Z")
 
     calc = ok(c.post("/v1/pricing/calculate", json=APRIL), 200)  # shows the drawdown, draws nothing
@@ -264,7 +265,8 @@ def test_credits_draw_by_priority_then_expiry_then_age_and_the_total_stops_at_ze
         ("chg_1", "tiered", 1200000, 10000), ("chg_2", "flat_fee", 1, 4900), (f"credit:{soon['id']}", "credit", 1, -2000),
         (f"credit:{never['id']}", "credit", 1, -3000), (f"credit:{low['id']}", "credit", 1, -9900)]
     assert inv["line_items"][4]["description"] == "Prepaid credit: Annual prepayment"
-    assert (inv["total_amount"], inv["status"], inv["payment_intent_id"]) == (0, "paid", None) and inv["paid_at"]
+    assert (inv["total_amount"], inv["status"], inv["payment_intent_id"]) == (0, "paid", None)
+    assert inv["paid_at"]
     assert trail(c, inv["id"]) == [
         ("invoice.issued", {"total_amount": 0, "line_count": 5, "calculation_id": None, "usage_as_of": inv["usage_as_of"]}),
         ("invoice.paid", {"payment_intent_id": None, "amount": 0, "source": "zero_total"})]
@@ -299,8 +301,10 @@ def test_an_archived_invoice_gives_its_drawdown_back_and_a_void_takes_the_rest(c
     with engine.connect() as conn:
         depleted = [r.payload for r in conn.execute(select(outbox_events).where(
             outbox_events.c.type == "credit_grant.depleted").order_by(outbox_events.c.id))]
-    assert len(depleted) == 2 and all(g["id"] in p for p in depleted)
-    assert april["id"] in depleted[0] and again["id"] in depleted[1]
+    assert len(depleted) == 2
+    assert all(g["id"] in p for p in depleted)
+    assert april["id"] in depleted[0]
+    assert again["id"] in depleted[1]
 
     # A void takes what is left, for good; what an invoice archived after it gives back is voided too.
     spare = grant(c, 7000)
@@ -314,7 +318,8 @@ def test_an_archived_invoice_gives_its_drawdown_back_and_a_void_takes_the_rest(c
     assert ledger(c, g["id"])[3:] == [("drawdown", -5000, again["id"]), ("void", 0, None), ("restore", 5000, again["id"]),
                                       ("void", -5000, again["id"])]
     third = ok(c.post("/v1/invoices", json=APRIL))  # voided grants give nothing
-    assert lines(third) == lines(april)[:2] and third["total_amount"] == 8000
+    assert lines(third) == lines(april)[:2]
+    assert third["total_amount"] == 8000
     with engine.connect() as conn:
         for grant_id in (g["id"], spare["id"]):
             total = conn.execute(select(func.sum(credit_ledger.c.amount)).where(credit_ledger.c.grant_id == grant_id)).scalar()
@@ -343,7 +348,8 @@ def test_grant_validation_and_listing(c):
     b = ok(c.post(path, json={"amount": 700, "currency": "eur", "effective_at": "2099-01-01T00:00:00Z"}))
     assert b["status"] == "scheduled"
     page = ok(c.get(path, params={"limit": 1}), 200)
-    assert [g["id"] for g in page["data"]] == [b["id"]] and page["next_cursor"]
+    assert [g["id"] for g in page["data"]] == [b["id"]]
+    assert page["next_cursor"]
     assert [g["id"] for g in ok(c.get(path, params={"cursor": page["next_cursor"]}), 200)["data"]] == [a["id"]]
     assert error_of(c.get("/v1/customers/cust_acme/credit-balance"))[:2] == (422, "VALIDATION_ERROR")  # usd and eur
     assert ok(c.get("/v1/customers/cust_acme/credit-balance", params={"currency": "EUR"}), 200) == {
@@ -392,8 +398,10 @@ def test_a_calculation_shows_the_drawdown_and_issuing_from_it_draws_what_is_left
     a = ok(c.post("/v1/invoices", json={**APRIL, "subscription_id": subs[0], "calculation_id": first["calculation_id"]}))
     b = ok(c.post("/v1/invoices", json={**APRIL, "subscription_id": subs[1], "calculation_id": second["calculation_id"]}))
     assert lines(a)[2:] == [(f"credit:{g['id']}", "credit", 1, -4900)]
-    assert lines(b)[2:] == [(f"credit:{g['id']}", "credit", 1, -1100)] and b["total_amount"] == 3800  # what was left
-    assert a["line_items"][:2] == first["line_items"][:2] and b["calculation_id"] == second["calculation_id"]
+    assert lines(b)[2:] == [(f"credit:{g['id']}", "credit", 1, -1100)]
+    assert b["total_amount"] == 3800
+    assert a["line_items"][:2] == first["line_items"][:2]
+    assert b["calculation_id"] == second["calculation_id"]
 
 
 def test_bulk_invoicing_applies_the_same_terms_as_one_invoice(c):
@@ -437,7 +445,8 @@ def test_an_adjustment_recomputes_the_minimum_and_discounts_and_leaves_credits_a
     g = grant(c, 1000)
     inv = ok(c.post("/v1/invoices", json=APRIL))
     # 1,500 + 4,900 = 6,400 → true-up 13,600; 10 % of 20,000 = 2,000; 1,000 of credit.
-    assert [li["amount"] for li in inv["line_items"]] == [1500, 4900, 13600, -2000, -1000] and inv["total_amount"] == 17000
+    assert [li["amount"] for li in inv["line_items"]] == [1500, 4900, 13600, -2000, -1000]
+    assert inv["total_amount"] == 17000
     # Late usage the minimum absorbs: chg_1 1,500 → 10,250, the true-up falls as much, the discount stays.
     calls(c, 1_000_000, "late")
     adj = ok(c.post(f"/v1/invoices/{inv['id']}/adjustments", json={}))
@@ -476,11 +485,13 @@ def test_invoices_issued_at_once_never_draw_one_credit_twice(c):
     for t in threads:
         t.join()
     drawn = sorted(-li["amount"] for inv in results for li in inv["line_items"] if li["pricing_model"] == "credit")
-    assert drawn == [200, 4900, 4900] and sum(drawn) == 10000  # 6 × 4,900 wanted, exactly 10,000 given
+    assert drawn == [200, 4900, 4900]
+    assert sum(drawn) == 10000
     assert sorted(inv["total_amount"] for inv in results) == [0, 0, 4700, 4900, 4900, 4900]
     assert all(sum(li["amount"] for li in inv["line_items"]) == inv["total_amount"] for inv in results)
     entries = ledger(c, g["id"])
-    assert entries[0] == ("grant", 10000, None) and sorted(-a for _, a, _ in entries[1:]) == [200, 4900, 4900]
+    assert entries[0] == ("grant", 10000, None)
+    assert sorted(-a for _, a, _ in entries[1:]) == [200, 4900, 4900]
     assert ok(c.get(f"/v1/customers/cust_acme/credit-grants/{g['id']}"), 200)["remaining"] == 0
 
 
