@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+from sqlalchemy import event, select
+
+from abaxus.billing.idempotency import CLAIM_ATTEMPTS, claim
+from abaxus.errors import Conflict
+from abaxus.store.tables import idempotency_records
 from conftest import error_of, make_key
 from quickstart_bodies import JSON, METRIC, PLAN_JSON
 
@@ -74,8 +80,6 @@ def test_a_claim_abandoned_by_a_dead_request_is_taken_over(client):
 def _competing_request(engine, release_times: int):
     """Another request with the same key that claims it just before our insert and releases it
     just before our read, ``release_times`` times (on our connection: SQLite has one writer)."""
-    from sqlalchemy import event
-
     state = {"inserts": 0, "releases": 0}
 
     def before(conn, cursor, statement, parameters, context, executemany):
@@ -95,11 +99,6 @@ def _competing_request(engine, release_times: int):
 
 
 def test_a_claim_released_under_it_is_tried_again_and_wins(client):
-    from sqlalchemy import select
-
-    from abaxus.billing.idempotency import claim
-    from abaxus.store.tables import idempotency_records
-
     engine = client.app.state.services.engine
     state, stop = _competing_request(engine, release_times=1)
     try:
@@ -115,11 +114,6 @@ def test_a_claim_released_under_it_is_tried_again_and_wins(client):
 
 def test_a_key_released_under_every_claim_gives_up_after_a_few_tries_as_in_use(client):
     """It used to recurse without bound (a RecursionError, so a 500, under a storm of retries)."""
-    import pytest
-
-    from abaxus.billing.idempotency import CLAIM_ATTEMPTS, claim
-    from abaxus.errors import Conflict
-
     engine = client.app.state.services.engine
     state, stop = _competing_request(engine, release_times=10_000)
     try:
@@ -128,4 +122,5 @@ def test_a_key_released_under_every_claim_gives_up_after_a_few_tries_as_in_use(c
     finally:
         stop()
     assert (refused.value.code, refused.value.status) == ("IDEMPOTENCY_KEY_IN_USE", 409)
-    assert state == {"inserts": CLAIM_ATTEMPTS, "releases": CLAIM_ATTEMPTS} and CLAIM_ATTEMPTS == 5
+    assert CLAIM_ATTEMPTS == 5
+    assert state == {"inserts": 5, "releases": 5}
