@@ -83,8 +83,8 @@ def _lifespan(settings: Settings, engine: Engine, telemetry: Telemetry) -> Calla
             raise
         app.state.services = services
         # Outbound webhooks and alerts run beside the API, never inside a request.
-        background = [WebhookDispatcher(engine, settings),
-                      AlertEvaluator(engine, services.usage, services.ingestion.metrics, settings)]
+        background: list[WebhookDispatcher | AlertEvaluator] = [
+            WebhookDispatcher(engine, settings), AlertEvaluator(engine, services.usage, services.ingestion.metrics, settings)]
         try:
             services.start()
             for worker in background:

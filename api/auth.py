@@ -14,6 +14,7 @@ from limits import RateLimitItemPerMinute
 from limits.errors import StorageError
 from limits.storage import storage_from_string
 from limits.strategies import FixedWindowRateLimiter
+from litestar.enums import ScopeType
 from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from sqlalchemy import Engine
@@ -106,7 +107,7 @@ class AuthMiddleware(ASGIMiddleware):
         self.limiter = limiter
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
-        if scope["type"] != "http" or _is_public(scope["path"]):
+        if scope["type"] != ScopeType.HTTP or _is_public(scope["path"]):
             await next_app(scope, receive, send)
             return
         key, decision = await anyio.to_thread.run_sync(self._admit, _bearer_secret(scope))

@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 
 from abaxus.billing import _validate as v
 from abaxus.errors import Conflict, InvalidInput, NotFound
+from abaxus.ids import CLIENT_ID_RE
 from abaxus.money import format_price, format_quantity, normalize_currency, parse_decimal
 from abaxus.schemas.catalog import ChargeIn, ChargeOut, EntitlementOut, MinimumOut, PlanCreate, PlanOut, TierOut
 from abaxus.store.paging import fetch_page
@@ -105,7 +106,7 @@ def _price(value: Decimal | None, field: str) -> Decimal:
 def _charge(i: int, c: ChargeIn, active_metrics: dict[str, dict[str, Any]]) -> Charge:
     at = f"charges.{i}"
     cid = c.id if c.id is not None else f"chg_{i + 1}"
-    if c.id is not None and not (1 <= len(c.id) <= 64 and v.CLIENT_ID_RE.fullmatch(c.id)):
+    if c.id is not None and not (1 <= len(c.id) <= 64 and CLIENT_ID_RE.fullmatch(c.id)):
         raise InvalidInput("INVALID_ID", "Charge ids are 1–64 characters of letters, digits, '_', '.' or '-'.", f"{at}.id")
     for name in _PRICE_FIELDS:
         if getattr(c, name) is not None and name not in _USAGE_FIELDS[c.pricing_model]:

@@ -126,7 +126,7 @@ async def _form(request: Request[Any, Any, Any],
 
 
 def _redirect(path: str, done: str | None = None) -> Response[Any]:
-    return Redirect(path + (f"?done={done}" if done else ""), status_code=303)  # type: ignore[return-value]
+    return Redirect(path + (f"?done={done}" if done else ""), status_code=303)
 
 
 def _now() -> datetime:
