@@ -13,8 +13,8 @@ from typing import Any
 
 import anyio.to_thread
 import msgspec
-from litestar.middleware import ASGIMiddleware
 from litestar.enums import ScopeType
+from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, HTTPRequestEvent, Message, Receive, ReceiveMessage, Scope, Send
 from sqlalchemy import Engine
 

@@ -17,7 +17,7 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -26,7 +26,7 @@ import msgspec
 import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from server_process import ServerProcess  # noqa: E402
+from server_process import ServerProcess
 
 KEY = "sk_test_" + "B" * 40
 
@@ -171,17 +171,17 @@ def raw_insert_rate(total: int, customers: int) -> float:
         settings = Settings(data_dir=Path(d))
         migrate_usage(settings)
         client = clickhouse_connect.get_client(dsn=f"chdb:///{(Path(d) / 'chdb').resolve()}")
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         ts = pa.timestamp("ms", tz="UTC")
         n = total
         table = pa.table({
             "event_id": [f"evt_{i}" for i in range(n)], "idempotency_key": [f"bench-{i}" for i in range(n)],
             "customer_id": [f"cust_{i % customers:04d}" for i in range(n)], "metric_key": ["api_calls"] * n,
             "value": pa.array([Decimal(i % 10 + 1) for i in range(n)], pa.decimal128(38, 10)),
-            "timestamp": pa.repeat(pa.scalar(datetime(2026, 4, 15, 12, tzinfo=timezone.utc), ts), n),
+            "timestamp": pa.repeat(pa.scalar(datetime(2026, 4, 15, 12, tzinfo=UTC), ts), n),
             "properties": pa.array([[("region", "eu")]] * n, pa.map_(pa.string(), pa.string())),
             "ingested_at": pa.repeat(pa.scalar(now, ts), n), "voided": pa.repeat(pa.scalar(False), n),
-            "voided_at": pa.repeat(pa.scalar(datetime(1970, 1, 1, tzinfo=timezone.utc), ts), n),
+            "voided_at": pa.repeat(pa.scalar(datetime(1970, 1, 1, tzinfo=UTC), ts), n),
             "void_reason": pa.repeat(pa.scalar(""), n)}, schema=EVENT_SCHEMA)
         t0 = time.perf_counter()
         for off in range(0, n, 100_000):

@@ -16,7 +16,7 @@ import argparse
 import statistics
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
@@ -43,7 +43,7 @@ PLAN = b"""{"id": "plan_growth", "name": "Growth", "currency": "usd", "billing_p
   {"up_to": 1000, "unit_price": 0}, {"up_to": 100000, "unit_price": "0.0001"}, {"up_to": null, "unit_price": "0.00005"}]},
  {"metric_key": null, "pricing_model": "flat_fee", "amount": "49.00"}]}"""
 TIERS = (Tier(1000, Decimal(0)), Tier(100000, Decimal("0.0001")), Tier(None, Decimal("0.00005")))
-APRIL = int(datetime(2026, 4, 1, tzinfo=timezone.utc).timestamp() * 1000)
+APRIL = int(datetime(2026, 4, 1, tzinfo=UTC).timestamp() * 1000)
 
 
 def generate(usage: UsageStore, n: int, n_customers: int, whale: int) -> float:

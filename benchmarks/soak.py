@@ -27,8 +27,9 @@ import msgspec
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from ingest import KEY, RawClient  # noqa: E402
-from server_process import ServerProcess  # noqa: E402
+from ingest import KEY, RawClient
+
+from server_process import ServerProcess
 
 
 def rss_mb(pid: int) -> float:

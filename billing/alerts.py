@@ -21,8 +21,9 @@ cannot both fire it, and a crash cannot fire it without its webhook.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from decimal import Decimal
-from typing import Any, Callable
+from typing import Any
 
 from sqlalchemy import Connection, Engine, insert, or_, select, update
 

@@ -10,8 +10,9 @@ so a new plan version changes nothing for an existing customer until a plan_chan
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
-from typing import Any, Callable
+from typing import Any
 
 import msgspec
 from sqlalchemy import Engine, select

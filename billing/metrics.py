@@ -47,7 +47,8 @@ def create_metric(engine: Engine, body: MetricCreate) -> MetricOut:
         v.text(body.description, "description", min_len=0, max_len=2000)
     if aggregation == "unique_count":
         if body.property is None:
-            raise InvalidInput("MISSING_FIELD", "A unique_count metric needs 'property': the event property to count.", "property")
+            raise InvalidInput("MISSING_FIELD", "A unique_count metric needs 'property': the event property to count.",
+                               "property")
         v.text(body.property, "property", max_len=255)
     elif body.property is not None:
         raise InvalidInput("INVALID_FIELD", "'property' is only for unique_count metrics; remove it.", "property")
@@ -70,7 +71,8 @@ def create_metric(engine: Engine, body: MetricCreate) -> MetricOut:
         with engine.begin() as conn:
             conn.execute(insert(metrics).values(**row))
     except IntegrityError:
-        raise Conflict("METRIC_KEY_DUPLICATE", f"Metric key '{body.key}' is taken (keys are unique forever); pick another.", "key") from None
+        raise Conflict("METRIC_KEY_DUPLICATE", f"Metric key '{body.key}' is taken (keys are unique forever); pick another.",
+                       "key") from None
     return metric_out(row)
 
 

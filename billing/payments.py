@@ -17,9 +17,9 @@ from __future__ import annotations
 from typing import Any, cast
 
 import stripe
-from stripe.params import PaymentIntentCreateParams
 from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
+from stripe.params import PaymentIntentCreateParams
 
 from abaxus.billing import audit, outbox
 from abaxus.billing.customers import load_customer

@@ -7,8 +7,9 @@ subscription's status all read it, and re-pricing a past period gives the same w
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 from sqlalchemy import Connection, select
 

@@ -23,8 +23,9 @@ import secrets
 import string
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
@@ -37,7 +38,11 @@ from abaxus.errors import Conflict, InvalidInput, NotFound
 from abaxus.ids import new_id
 from abaxus.logging import get_logger
 from abaxus.schemas.webhooks import (
-    WebhookAttemptOut, WebhookDeliveryOut, WebhookEndpointCreate, WebhookEndpointOut, WebhookEndpointPatch,
+    WebhookAttemptOut,
+    WebhookDeliveryOut,
+    WebhookEndpointCreate,
+    WebhookEndpointOut,
+    WebhookEndpointPatch,
 )
 from abaxus.settings import Settings
 from abaxus.store.metadata import is_postgres

@@ -112,13 +112,13 @@ def sql(query: str = typer.Argument(..., help="One read-only SELECT, WITH, SHOW 
         raise typer.Exit(2)
     try:
         client = open_usage_client(_settings())
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any failure to open is reported, with the likely cause
         console.print(f"[red]Cannot open the usage store:[/red] {exc}\n"
                       "Embedded, one process owns the data directory: stop 'abaxus serve' first.")
         raise typer.Exit(1) from None
     try:
         result = client.query(query, settings={"readonly": 1})
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - the engine's error is the answer to a bad query
         console.print(f"[red]Query failed:[/red] {exc}")
         raise typer.Exit(1) from None
     finally:

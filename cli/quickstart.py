@@ -9,8 +9,9 @@ import logging
 import socket
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import httpx
 import msgspec
@@ -24,7 +25,8 @@ __all__ = ["run_quickstart"]
 KEY = "sk_test_" + "Q" * 40
 PLAN = {"id": "plan_growth", "name": "Growth", "currency": "usd", "billing_period": "monthly", "charges": [
     {"metric_key": "api_calls", "pricing_model": "tiered", "tiers": [
-        {"up_to": 100000, "unit_price": 0}, {"up_to": 1000000, "unit_price": "0.0001"}, {"up_to": None, "unit_price": "0.00005"}]},
+        {"up_to": 100000, "unit_price": 0}, {"up_to": 1000000, "unit_price": "0.0001"},
+        {"up_to": None, "unit_price": "0.00005"}]},
     {"metric_key": None, "pricing_model": "flat_fee", "amount": "49.00", "description": "Growth base fee"}]}
 
 

@@ -31,10 +31,10 @@ sdg sek sgd shp sle sll sos srd ssp stn svc syp szl thb tjs tmt top try ttd twd 
 wst xcd xcg xsu yer zar zmw zwg zwl""".split()
 
 CURRENCIES: dict[str, int] = {
-    **{c: 2 for c in _TWO_DECIMAL},
-    **{c: 0 for c in _ZERO_DECIMAL},
-    **{c: 3 for c in _THREE_DECIMAL},
-    **{c: 4 for c in _FOUR_DECIMAL},
+    **dict.fromkeys(_TWO_DECIMAL, 2),
+    **dict.fromkeys(_ZERO_DECIMAL, 0),
+    **dict.fromkeys(_THREE_DECIMAL, 3),
+    **dict.fromkeys(_FOUR_DECIMAL, 4),
 }
 
 
@@ -75,7 +75,8 @@ def parse_decimal(
     if -exp > max_places and d != d.quantize(Decimal(1).scaleb(-max_places), rounding=ROUND_HALF_UP):
         raise InvalidInput("INVALID_DECIMAL", f"Use at most {max_places} decimal places.", field)
     if lower is not None and (d < lower or (not lower_inclusive and d == lower)):
-        raise InvalidInput("VALUE_OUT_OF_RANGE", f"The value must be {'at least' if lower_inclusive else 'above'} {lower}.", field)
+        raise InvalidInput("VALUE_OUT_OF_RANGE", f"The value must be {'at least' if lower_inclusive else 'above'} {lower}.",
+                           field)
     if upper is not None and d >= upper:
         raise InvalidInput("VALUE_OUT_OF_RANGE", f"The value must be below {upper:,}.", field)
     return d

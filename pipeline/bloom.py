@@ -7,7 +7,8 @@ which is fine because the filter is rebuilt from the store at every start.
 
 from __future__ import annotations
 
-from typing import Iterable, cast
+from collections.abc import Iterable
+from typing import cast
 
 import numpy as np
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +42,7 @@ from abaxus.timefmt import now_ms
 __all__ = ["Dataflow"]
 
 log = get_logger("abaxus.pipeline")
-_EPOCH0 = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH0 = datetime(1970, 1, 1, tzinfo=UTC)
 _DUP_SCHEMA = pa.schema([("idempotency_key", pa.string()), ("customer_id", pa.string()),
                          ("metric_key", pa.string()), ("received_at", pa.timestamp("ms", tz="UTC"))])
 
@@ -102,7 +102,7 @@ class _LogPartition(StatefulSourcePartition[Any, Position]):
 
     def next_awake(self) -> datetime | None:
         if self.idle:
-            return datetime.now(timezone.utc) + timedelta(milliseconds=10)
+            return datetime.now(UTC) + timedelta(milliseconds=10)
         return None
 
     def snapshot(self) -> Position:
@@ -182,7 +182,7 @@ class Dataflow:
             cli_main(self.build(), workers_per_process=1,
                      epoch_interval=timedelta(seconds=self.settings.epoch_seconds),
                      recovery_config=RecoveryConfig(recovery))
-        except BaseException as exc:  # noqa: BLE001 - reported through /readyz
+        except BaseException as exc:  # reported through /readyz
             self.error = exc
             log.error("dataflow_failed", exc_info=exc)
         finally:
@@ -293,7 +293,7 @@ class Dataflow:
     def _store_once(self, kept: list[pa.RecordBatch], dropped: list[pa.RecordBatch], attempt: int) -> None:
         """One insert; a failure sets ``store_problem`` (and the stalled signal from the second on)."""
         stamp = now_ms()
-        now = datetime.fromtimestamp(stamp / 1000, tz=timezone.utc)
+        now = datetime.fromtimestamp(stamp / 1000, tz=UTC)
         self.progress.inserting(stamp)
         try:
             if kept:

@@ -27,7 +27,8 @@ that stalled ingestion for hundreds of milliseconds per epoch.
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pyarrow as pa

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import re
 import time
-from decimal import Decimal
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Annotated, Any, NamedTuple
 
 import msgspec
@@ -124,7 +124,8 @@ class EventValidator:
 
     def _check(self, e: EventIn, now_ms: int, prefix: str) -> tuple[int, Decimal, list[tuple[str, str]]]:
         if not (1 <= len(e.idempotency_key) <= 255):
-            raise InvalidInput("IDEMPOTENCY_KEY_INVALID", "Send an idempotency_key of 1–255 characters.", f"{prefix}idempotency_key")
+            raise InvalidInput("IDEMPOTENCY_KEY_INVALID", "Send an idempotency_key of 1–255 characters.",
+                               f"{prefix}idempotency_key")
         if e.customer_id not in self.view.customers:
             self.view.refresh_if_stale(force=True)
             if e.customer_id not in self.view.customers:
@@ -139,7 +140,8 @@ class EventValidator:
             raise InvalidInput("METRIC_INACTIVE", f"Metric '{e.metric_key}' is deactivated.", f"{prefix}metric_key")
         ms = zoned_ms(e.timestamp, f"{prefix}timestamp")
         if ms > now_ms + FUTURE_MS:  # checked before the range: an event from 2200 on is "ahead"
-            raise InvalidInput("TIMESTAMP_IN_FUTURE", "The timestamp is more than 5 minutes ahead; check the sender's clock.", f"{prefix}timestamp")
+            raise InvalidInput("TIMESTAMP_IN_FUTURE", "The timestamp is more than 5 minutes ahead; check the sender's clock.",
+                               f"{prefix}timestamp")
         in_range(ms, f"{prefix}timestamp")
         value = e.value
         if value is None:
@@ -159,7 +161,8 @@ class EventValidator:
             if len(e.properties) > 50:
                 raise InvalidInput("PROPERTIES_INVALID", "Send at most 50 properties.", f"{prefix}properties")
             if len(msgspec.json.encode(e.properties)) > 8192:
-                raise InvalidInput("PROPERTIES_INVALID", "Properties must be at most 8 KB as compact JSON.", f"{prefix}properties")
+                raise InvalidInput("PROPERTIES_INVALID", "Properties must be at most 8 KB as compact JSON.",
+                                   f"{prefix}properties")
             props = [(k, _prop_text(v)) for k, v in e.properties.items() if v is not None]
         return ms, value, props
 
@@ -213,7 +216,8 @@ class EventValidator:
         ], schema=_EVENT_SCHEMA)
         return list(map(Accepted, range(n), ids, keys)), [], batch
 
-    def validate(self, raws: list[bytes], prefix_fmt: str = "events.{}.") -> tuple[list[Accepted], list[Rejected], pa.RecordBatch | None]:
+    def validate(self, raws: list[bytes],
+                 prefix_fmt: str = "events.{}.") -> tuple[list[Accepted], list[Rejected], pa.RecordBatch | None]:
         """Validate raw events one by one; return the accepted ones as one record batch."""
         self.view.refresh_if_stale()
         now = time.time_ns() // 1_000_000
@@ -232,7 +236,8 @@ class EventValidator:
                     err.field = f"{prefix}{err.field}" if err.field else prefix.rstrip(".") or None
                     raise err from None
                 except msgspec.DecodeError:
-                    raise AbaxusError("MALFORMED_JSON", "Each event must be a JSON object.", prefix.rstrip(".") or None, status=400) from None
+                    raise AbaxusError("MALFORMED_JSON", "Each event must be a JSON object.", prefix.rstrip(".") or None,
+                                      status=400) from None
                 except RecursionError:
                     err = too_deep(raw, EventIn)
                     err.field = f"{prefix}{err.field}" if err.field else prefix.rstrip(".") or None

@@ -164,7 +164,7 @@ class IntakeLog:
                 group, self._pending = self._pending, []
                 try:
                     positions = await asyncio.to_thread(self._write_group, [p for p, _ in group])
-                except Exception as exc:  # disk full, I/O error: nobody in the group gets a 202
+                except Exception as exc:  # noqa: BLE001 - disk full, I/O error: nobody in the group gets a 202
                     error = exc if isinstance(exc, LogWriteError) else LogWriteError(errno.EIO, str(exc))
                     for _, fut in group:
                         if not fut.done():

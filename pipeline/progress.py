@@ -45,8 +45,7 @@ class Progress:
         with self._cond:
             if kept_keys is not None:
                 self._kept[position] = kept_keys
-            if position > self.done:
-                self.done = position
+            self.done = max(self.done, position)
             while self._accepted and self._accepted[0][0] <= self.done:
                 self._backlog_events -= self._accepted.popleft()[2]
             self._cond.notify_all()

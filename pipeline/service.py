@@ -160,7 +160,8 @@ class Ingestion:
         try:
             return await asyncio.to_thread(self._dataflow.progress.wait_for, position, BACKFILL_TIMEOUT_S)
         except TimeoutError:
-            raise Unavailable("NOT_READY", "The events are durable but not yet stored; they will be. Retry to see their status.") from None
+            raise Unavailable("NOT_READY",
+                              "The events are durable but not yet stored; they will be. Retry to see their status.") from None
 
     def void(self, keys: list[str], reason: str) -> list[dict[str, Any]]:
         """Void stored events; events not stored yet are voided when they arrive (§9).

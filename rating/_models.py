@@ -192,7 +192,8 @@ def rate(quantities: pa.Array, terms: ChargeTerms, exponent: int) -> Rated:
 
 
 def _package(q: pa.Array, terms: ChargeTerms, exponent: int, t: _Types) -> Rated:
-    assert terms.package_size is not None and terms.package_price is not None
+    assert terms.package_size is not None
+    assert terms.package_price is not None
     wide = pa.decimal256(30, 10)  # the quotient needs room; packages are few, so this stays cheap
     qw = pc.cast(q, wide)
     size = _scalar(terms.package_size, wide)

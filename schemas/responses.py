@@ -20,8 +20,8 @@ __all__ = [
     "AuditEntry",
     "BatchItem",
     "BatchResult",
-    "ChargeResult",
     "Calculation",
+    "ChargeResult",
     "EntitlementCheck",
     "EntitlementGrant",
     "Entitlements",
@@ -36,6 +36,7 @@ __all__ = [
     "JobQueued",
     "LineEvents",
     "LineItem",
+    "Out",
     "PlanRef",
     "Preview",
     "Ready",
@@ -50,7 +51,6 @@ __all__ = [
     "VoidResult",
     "WebhookReceived",
     "page_of",
-    "Out",
 ]
 
 

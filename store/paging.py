@@ -7,7 +7,8 @@ another list is refused (``INVALID_CURSOR``) instead of silently skipping rows.
 from __future__ import annotations
 
 import base64
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import msgspec
 from sqlalchemy import Column, Connection, Select, and_, or_
@@ -30,7 +31,7 @@ def _decode(kind: str, cursor: str, width: int) -> list[Any]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         data = msgspec.json.decode(raw)
-    except Exception:
+    except Exception:  # noqa: BLE001 - any undecodable cursor is refused below
         data = None
     if not isinstance(data, list) or len(data) != width + 1 or data[0] != kind:
         raise InvalidInput("INVALID_CURSOR", "Pass back the next_cursor this list returned, unchanged.", "cursor")

@@ -8,11 +8,12 @@ analysts' public contract (§18); ``event_duplicates`` records refused submissio
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timezone
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import clickhouse_connect
 import pyarrow as pa
@@ -21,7 +22,7 @@ from abaxus.settings import Settings
 from abaxus.store import usage_migrations
 from abaxus.store.usage_migrations import DB
 
-__all__ = ["EVENT_SCHEMA", "Aggregate", "MetricSpec", "UsageStore", "migrate_usage", "open_usage_client", "DB"]
+__all__ = ["DB", "EVENT_SCHEMA", "Aggregate", "MetricSpec", "UsageStore", "migrate_usage", "open_usage_client"]
 
 EVENT_SCHEMA = pa.schema([
     ("event_id", pa.string()),
@@ -120,7 +121,7 @@ class UsageStore:
     def healthy(self) -> bool:
         try:
             return bool(self.client.command("SELECT 1") == 1)
-        except Exception:
+        except Exception:  # noqa: BLE001 - a health probe: any failure means not ready
             return False
 
     # ---- writes ------------------------------------------------------------------------
@@ -165,7 +166,7 @@ class UsageStore:
     def add_pending_voids(self, items: list[tuple[str, str, int]]) -> None:
         if items:
             self.client.insert(f"{DB}.pending_voids",
-                               [[k, r, datetime.fromtimestamp(at / 1000, tz=timezone.utc)] for k, r, at in items],
+                               [[k, r, datetime.fromtimestamp(at / 1000, tz=UTC)] for k, r, at in items],
                                column_names=["idempotency_key", "reason", "voided_at"])
 
     def stored_events(self, keys: Sequence[str]) -> pa.Table:
@@ -250,7 +251,8 @@ GROUP BY customer_id, metric_key"""
 SELECT customer_id, metric_key, toStartOfHour(timestamp), sum(value), count()
 FROM {DB}.events FINAL WHERE NOT voided GROUP BY customer_id, metric_key, toStartOfHour(timestamp)""")
 
-    def summary_sums(self, customer_id: str, keys: Sequence[str], start_ms: int, end_ms_exclusive: int) -> dict[str, tuple[Decimal, int]]:
+    def summary_sums(self, customer_id: str, keys: Sequence[str], start_ms: int,
+                     end_ms_exclusive: int) -> dict[str, tuple[Decimal, int]]:
         """(sum of values, event count) per metric from the hourly table; partial hours from raw events."""
         hour = 3_600_000
         h1 = -(-start_ms // hour) * hour
@@ -277,7 +279,8 @@ FROM {DB}.events FINAL WHERE NOT voided GROUP BY customer_id, metric_key, toStar
         """(late_event_count, duplicate_count) for a usage window."""
         params = {"c": customer_id, "m": list(metric_keys), "s": start_ms, "e": end_ms_exclusive, "pe": period_end_ms}
         window = ("customer_id = %(c)s AND metric_key IN %(m)s AND NOT voided "
-                  "AND timestamp >= fromUnixTimestamp64Milli(%(s)s, 'UTC') AND timestamp < fromUnixTimestamp64Milli(%(e)s, 'UTC')")
+                  "AND timestamp >= fromUnixTimestamp64Milli(%(s)s, 'UTC') "
+                  "AND timestamp < fromUnixTimestamp64Milli(%(e)s, 'UTC')")
         late = self.client.query(
             f"SELECT count() FROM abaxus.events FINAL WHERE {window} AND ingested_at > fromUnixTimestamp64Milli(%(pe)s, 'UTC')",
             parameters=params).result_rows[0][0]

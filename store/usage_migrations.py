@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from clickhouse_connect.driver.client import Client
 
@@ -127,7 +127,7 @@ def migrate(client: Client, steps: tuple[Step, ...] = STEPS) -> list[int]:
             continue
         for statement in step.statements:
             client.command(statement, settings=dict(step.settings) or None)
-        client.insert(LEDGER, [[step.version, step.description, datetime.now(timezone.utc)]],
+        client.insert(LEDGER, [[step.version, step.description, datetime.now(UTC)]],
                       column_names=["version", "description", "applied_at"])
         applied.append(step.version)
     return applied

@@ -28,7 +28,7 @@ def _pg_available() -> str | None:
 
         with psycopg.connect(PG_ADMIN_URL.replace("+psycopg", ""), connect_timeout=3):
             return None
-    except Exception as exc:  # pragma: no cover - depends on the machine
+    except Exception as exc:  # noqa: BLE001  # pragma: no cover - depends on the machine
         return f"PostgreSQL at 127.0.0.1:5432 did not answer ({exc.__class__.__name__}); start it to run these tests"
 
 

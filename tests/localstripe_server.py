@@ -2,8 +2,8 @@
 
 import sys
 
-import localstripe.resources as resources
 from aiohttp import web
+from localstripe import resources
 from localstripe.server import app
 
 resources.Store.dump_to_disk = lambda self: None  # type: ignore[method-assign]

@@ -12,11 +12,11 @@ import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from oracle import aggregate
 
 from abaxus.ids import event_ids_for
 from abaxus.settings import Settings
 from abaxus.store.usage import EVENT_SCHEMA, MetricSpec, UsageStore
+from oracle import aggregate
 
 D = Decimal
 AGGS = ["sum", "count", "max", "min", "last", "unique_count", "percentile"]

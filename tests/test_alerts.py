@@ -15,16 +15,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ADMIN_KEY, _reset_pg, error_of
-from helpers import wait_until
 from litestar.testing import TestClient
-from server_process import ServerProcess
-from test_webhooks import Receiver, assert_signed, deliveries, endpoint
 
 from abaxus.api.app import create_app
 from abaxus.billing.alerts import AlertEvaluator
 from abaxus.settings import Settings
 from abaxus.timefmt import add_months, format_ms, now_ms
+from conftest import ADMIN_KEY, _reset_pg, error_of
+from helpers import wait_until
+from server_process import ServerProcess
+from test_webhooks import Receiver, assert_signed, deliveries, endpoint
 
 METRIC = {"key": "api_calls", "name": "API Calls", "aggregation": "sum"}
 PLAN = {"id": "plan_metered", "name": "Metered", "currency": "usd", "billing_period": "monthly", "charges": [
@@ -120,7 +120,8 @@ def test_usage_sent_over_http_crossing_the_threshold_fires_exactly_once(server: 
     events = {e["data"]["alert_id"]: e for e in receiver.events("alert.triggered")}
     assert set(events) == {watched["id"], sentinel["id"]}
     first = events[watched["id"]]
-    assert first["id"].startswith("whev_") and first["id"] != events[sentinel["id"]]["id"]
+    assert first["id"].startswith("whev_")
+    assert first["id"] != events[sentinel["id"]]["id"]
     assert first["data"] == {
         "alert_id": watched["id"], "customer_id": "cust_acme", "kind": "usage", "metric_key": "api_calls",
         "threshold": 100, "value": 110, "currency": None, "subscription_id": first["data"]["subscription_id"],
@@ -169,14 +170,16 @@ def test_spend_alerts_fire_once_per_period_at_the_priced_value(app: TestClient[A
     [fired] = rounds.evaluate_once()
     assert (fired["alert_id"], fired["value"], fired["threshold"]) == (calls["id"], Decimal(110), Decimal(100))
     backfill(app, "s3", 500)
-    assert rounds.evaluate_once() == [] and rounds.evaluate_once() == []  # both fired for this period
+    assert rounds.evaluate_once() == []  # both fired for this period
+    assert rounds.evaluate_once() == []
 
     # The next period: the fee alone is 100 < 150, the calls line 0: nothing fires until it is crossed again.
     later = period["end"] + 3_600_000
     assert rounds.evaluate_once(now=later) == []
     low = alert(app, kind="spend", threshold=100)
     [fired] = rounds.evaluate_once(now=later)
-    assert fired["alert_id"] == low["id"] and fired["period_start"] == format_ms(period["end"])
+    assert fired["alert_id"] == low["id"]
+    assert fired["period_start"] == format_ms(period["end"])
     assert rounds.evaluate_once(now=later) == []
 
     got = app.get(f"/v1/alerts/{total['id']}").json()
@@ -208,12 +211,15 @@ def test_alerts_are_validated_listed_and_disabled_for_good(app: TestClient[Any])
 
     kept = alert(app, kind="usage", metric_key="api_calls", threshold="2.5")
     dropped = alert(app, kind="usage", metric_key="api_calls", threshold=1)
-    assert kept["threshold"] == 2.5 and kept["triggered_value"] is None
+    assert kept["threshold"] == 2.5
+    assert kept["triggered_value"] is None
     assert [a["id"] for a in app.get("/v1/alerts", params={"customer_id": "cust_acme"}).json()["data"]] == [
         dropped["id"], kept["id"]]
     assert app.get("/v1/alerts", params={"customer_id": "cust_other"}).json() == {"data": [], "next_cursor": None}
     off = app.delete(f"/v1/alerts/{dropped['id']}")
-    assert off.status_code == 200 and off.json()["status"] == "disabled" and off.json()["disabled_at"]
+    assert off.status_code == 200
+    assert off.json()["status"] == "disabled"
+    assert off.json()["disabled_at"]
     assert app.delete(f"/v1/alerts/{dropped['id']}").json() == off.json()
 
     backfill(app, "v1", 3)

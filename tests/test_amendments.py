@@ -4,15 +4,15 @@ status, pauses cut out of billing, plan changes split a period, proration credit
 from __future__ import annotations
 
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
-from conftest import error_of
-from helpers import event
-from quickstart_bodies import JSON, PLAN_JSON, setup_quickstart_catalog
 from sqlalchemy import insert
 
 from abaxus.store.tables import amendments
+from conftest import error_of
+from helpers import event
+from quickstart_bodies import JSON, PLAN_JSON, setup_quickstart_catalog
 
 
 def iso(dt: datetime) -> str:
@@ -30,7 +30,7 @@ def live(app_client):  # type: ignore[no-untyped-def]
     """The Quick Start catalog with a subscription that started 40 days ago (so 'now' is mid-period)."""
     c = app_client
     setup_quickstart_catalog(c)
-    start = (datetime.now(timezone.utc) - timedelta(days=40)).replace(microsecond=0)
+    start = (datetime.now(UTC) - timedelta(days=40)).replace(microsecond=0)
     r = c.post("/v1/subscriptions", json={"customer_id": "cust_acme", "plan_id": "plan_growth", "start_date": iso(start)})
     assert r.status_code == 201
     return c, r.json()
@@ -56,7 +56,8 @@ def test_amendment_validation_and_conflicts(live):
 
     paused = amend(c, sub["id"], type="pause")
     assert (paused["status"], paused["effective"], paused["type"]) == ("applied", "immediate", "pause")
-    assert paused["id"].startswith("amd_") and paused["applied_at"] is not None
+    assert paused["id"].startswith("amd_")
+    assert paused["applied_at"] is not None
     assert c.get(f"/v1/subscriptions/{sub['id']}").json()["status"] == "paused"
     assert [s["id"] for s in c.get("/v1/subscriptions", params={"status": "paused"}).json()["data"]] == [sub["id"]]
     assert error_of(c.post(path, json={"type": "pause"}))[:2] == (409, "AMENDMENT_CONFLICT")
@@ -64,10 +65,12 @@ def test_amendment_validation_and_conflicts(live):
     assert c.get(f"/v1/subscriptions/{sub['id']}").json()["status"] == "active"
 
     cancel = amend(c, sub["id"], type="cancel", effective="end_of_period")
-    assert cancel["status"] == "scheduled" and cancel["applied_at"] is None
+    assert cancel["status"] == "scheduled"
+    assert cancel["applied_at"] is None
     assert c.get(f"/v1/subscriptions/{sub['id']}").json()["status"] == "active"  # not yet
     listed = c.get(path).json()
-    assert [a["type"] for a in listed["data"]] == ["cancel", "resume", "pause"] and listed["next_cursor"] is None
+    assert [a["type"] for a in listed["data"]] == ["cancel", "resume", "pause"]
+    assert listed["next_cursor"] is None
     assert error_of(c.get("/v1/subscriptions/sub_nope/amendments"))[:2] == (404, "SUBSCRIPTION_NOT_FOUND")
     later = iso(datetime.fromisoformat(cancel["effective_at"].replace("Z", "+00:00")) + timedelta(days=1))
     assert error_of(c.post(path, json={"type": "pause", "effective": later}))[:2] == (409, "AMENDMENT_CONFLICT")
@@ -75,7 +78,8 @@ def test_amendment_validation_and_conflicts(live):
 
 def test_a_plan_change_moves_the_subscription_and_its_entitlements(live):
     c, sub = live
-    body = PLAN_JSON.replace(b'"charges"', b'"entitlements": [{"feature_key": "sso", "type": "boolean", "value": true}], "charges"')
+    body = PLAN_JSON.replace(b'"charges"',
+                             b'"entitlements": [{"feature_key": "sso", "type": "boolean", "value": true}], "charges"')
     assert c.post("/v1/price-plans", content=body, headers=JSON).json()["version"] == 2
     check = {"customer_id": "cust_acme", "feature_key": "sso"}
     assert c.get("/v1/entitlements/check", params=check).json()["granted"] is False
@@ -90,7 +94,7 @@ def test_a_plan_change_moves_the_subscription_and_its_entitlements(live):
 
 def test_a_pause_cuts_its_interval_out_of_the_invoice(live):
     c, sub = live
-    t0 = datetime.now(timezone.utc)
+    t0 = datetime.now(UTC)
     resume = t0 + timedelta(seconds=3)
     amend(c, sub["id"], type="pause", resume_date=iso(resume))
     events = [event("before", 500_000, iso(t0 - timedelta(hours=1)), customer="cust_acme"),
@@ -98,7 +102,7 @@ def test_a_pause_cuts_its_interval_out_of_the_invoice(live):
               event("after", 100_000, iso(resume + timedelta(seconds=1)), customer="cust_acme")]
     # The Quick Start subscription (from Apr 2026) is billable too, so the invoice names this one.
     assert c.post("/v1/events/backfill", json={"events": events}).status_code == 200
-    time.sleep(max(0.0, (resume + timedelta(seconds=2) - datetime.now(timezone.utc)).total_seconds()))
+    time.sleep(max(0.0, (resume + timedelta(seconds=2) - datetime.now(UTC)).total_seconds()))
     r = c.post("/v1/invoices", json={"customer_id": "cust_acme", "subscription_id": sub["id"],
                                      "cutoff_date": iso(resume + timedelta(seconds=2))})
     assert r.status_code == 201, r.text
@@ -119,7 +123,7 @@ def test_a_prorated_plan_change_splits_the_period_and_credits_the_old_fee(app_cl
     sub = setup_quickstart_catalog(c)
     v2 = PLAN_JSON.replace(b'"amount": 49.00', b'"amount": 99.00')
     assert c.post("/v1/price-plans", content=v2, headers=JSON).json()["version"] == 2
-    changed_at = int(datetime(2026, 4, 21, tzinfo=timezone.utc).timestamp() * 1000)
+    changed_at = int(datetime(2026, 4, 21, tzinfo=UTC).timestamp() * 1000)
     with c.app.state.services.engine.begin() as conn:
         conn.execute(insert(amendments).values(
             id="amd_april21", subscription_id=sub["id"], type="plan_change", effective="2026-04-21T00:00:00Z",
@@ -143,7 +147,8 @@ def test_a_prorated_plan_change_splits_the_period_and_credits_the_old_fee(app_cl
     assert inv["total_amount"] == 9_000 + 4_900 + 1_000 + 9_900 - 1_633
     assert (inv["plan_id"], inv["plan_version"]) == ("plan_growth", 2)
     behind = c.get(f"/v1/invoices/{inv['id']}/line-items/plan_growth:v1:chg_1/events", params={"limit": 1000}).json()
-    assert behind["event_count"] == 1000 and all(e["idempotency_key"].startswith("early-") for e in behind["data"])
+    assert behind["event_count"] == 1000
+    assert all(e["idempotency_key"].startswith("early-") for e in behind["data"])
     # The credit is carried once: archive and re-invoice moves it to the new invoice, not to both.
     assert c.post(f"/v1/invoices/{inv['id']}/archive", json={"reason": "re-issue"}).status_code == 200
     again = c.post("/v1/invoices", json={"customer_id": "cust_acme", "cutoff_date": "2026-04-30T23:59:59Z"}).json()
@@ -154,7 +159,7 @@ def test_a_prorated_plan_change_splits_the_period_and_credits_the_old_fee(app_cl
 
 def test_billing_stops_at_a_cancellation_and_an_end_date_can_move(live):
     c, sub = live
-    t0 = datetime.now(timezone.utc)
+    t0 = datetime.now(UTC)
     path = f"/v1/subscriptions/{sub['id']}/amendments"
     assert error_of(c.post(path, json={"type": "end_date_change", "end_date": iso(t0 - timedelta(days=1))})) == (
         422, "INVALID_DATE_RANGE", "end_date")
@@ -165,7 +170,7 @@ def test_billing_stops_at_a_cancellation_and_an_end_date_can_move(live):
     events = [event("before-cancel", 300_000, iso(stop - timedelta(minutes=5))),
               event("after-cancel", 900_000, iso(stop + timedelta(seconds=1)))]
     assert c.post("/v1/events/backfill", json={"events": events}).status_code == 200
-    time.sleep(max(0.0, (stop + timedelta(seconds=2) - datetime.now(timezone.utc)).total_seconds()))
+    time.sleep(max(0.0, (stop + timedelta(seconds=2) - datetime.now(UTC)).total_seconds()))
     assert c.get(f"/v1/subscriptions/{sub['id']}").json()["status"] == "cancelled"
     r = c.post("/v1/invoices", json={"customer_id": "cust_acme", "subscription_id": sub["id"],
                                      "cutoff_date": iso(stop + timedelta(seconds=2))})

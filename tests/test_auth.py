@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from conftest import error_of, make_key
 
 # (method, path, body): one request per endpoint class.

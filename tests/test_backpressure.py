@@ -16,12 +16,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+from abaxus.settings import Settings, SettingsError
 from conftest import ADMIN_KEY
 from helpers import wait_until
 from quickstart_bodies import CUSTOMER, METRIC
 from server_process import ServerProcess
-
-from abaxus.settings import Settings, SettingsError
 
 BOUND = 5_000
 RSS_CEILING_MB = 1_500

@@ -15,14 +15,16 @@ def test_quickstart_steps_1_to_4_answer_with_the_spec_fields(client):
     r = client.post("/v1/metrics", json=METRIC)
     assert r.status_code == 201
     m = r.json()
-    assert re.fullmatch(f"met_{ULID}", m.pop("id")) and re.fullmatch(TS, m.pop("created_at"))
+    assert re.fullmatch(f"met_{ULID}", m.pop("id"))
+    assert re.fullmatch(TS, m.pop("created_at"))
     assert m == {"key": "api_calls", "name": "API Calls", "aggregation": "sum", "property": None, "percentile": None,
                  "description": "Total API calls made during the billing period", "status": "active"}
 
     r = client.post("/v1/price-plans", content=PLAN_JSON, headers=JSON)
     assert r.status_code == 201, r.text
     plan = r.json()
-    assert re.fullmatch(TS, plan.pop("effective_from")) and re.fullmatch(TS, plan.pop("created_at"))
+    assert re.fullmatch(TS, plan.pop("effective_from"))
+    assert re.fullmatch(TS, plan.pop("created_at"))
     assert plan == {
         "id": "plan_growth", "version": 1, "name": "Growth", "status": "active", "currency": "usd",
         "billing_period": "monthly",
@@ -44,7 +46,8 @@ def test_quickstart_steps_1_to_4_answer_with_the_spec_fields(client):
     r = client.post("/v1/subscriptions", json=SUBSCRIPTION)
     assert r.status_code == 201
     s = r.json()
-    assert re.fullmatch(f"sub_{ULID}", s.pop("id")) and re.fullmatch(TS, s.pop("created_at"))
+    assert re.fullmatch(f"sub_{ULID}", s.pop("id"))
+    assert re.fullmatch(TS, s.pop("created_at"))
     assert s == {"customer_id": "cust_acme", "plan_id": "plan_growth", "plan_version": 1, "status": "active",
                  "start_date": "2026-04-01T00:00:00Z", "end_date": None}
 
@@ -52,7 +55,8 @@ def test_quickstart_steps_1_to_4_answer_with_the_spec_fields(client):
 def test_reposting_a_plan_makes_version_2_and_the_subscription_stays_on_1(client):
     sub = setup_quickstart_catalog(client)
     r = client.post("/v1/price-plans", content=PLAN_JSON, headers=JSON)
-    assert r.json()["version"] == 2 and r.json()["status"] == "active"
+    assert r.json()["version"] == 2
+    assert r.json()["status"] == "active"
     v1 = client.get("/v1/price-plans/plan_growth/versions/1").json()
     assert v1["status"] == "superseded"
     assert client.get("/v1/price-plans/plan_growth").json()["version"] == 2
@@ -64,12 +68,15 @@ def test_reposting_a_plan_makes_version_2_and_the_subscription_stays_on_1(client
 def test_a_deprecated_version_refuses_new_subscriptions_and_keeps_existing_ones(client):
     sub = setup_quickstart_catalog(client)
     r = client.post("/v1/price-plans/plan_growth/versions/1/deprecate")
-    assert r.status_code == 200 and r.json()["status"] == "deprecated" and r.json()["deprecated_at"]
+    assert r.status_code == 200
+    assert r.json()["status"] == "deprecated"
+    assert r.json()["deprecated_at"]
     assert error_of(client.post("/v1/subscriptions", json={**SUBSCRIPTION, "plan_version": 1})) == (
         422, "PLAN_VERSION_DEPRECATED", "plan_version")
     assert error_of(client.post("/v1/subscriptions", json=SUBSCRIPTION))[:2] == (422, "PLAN_VERSION_DEPRECATED")
     kept = client.get(f"/v1/subscriptions/{sub['id']}").json()
-    assert kept["plan_version"] == 1 and kept["status"] == "active"
+    assert kept["plan_version"] == 1
+    assert kept["status"] == "active"
 
 
 def test_scheduled_version_is_not_the_default_until_it_takes_effect(client):
@@ -131,22 +138,27 @@ def test_subscription_lists_filter_by_customer_and_status(client):
     client.post("/v1/customers", json={"id": "cust_b", "name": "B"})
     client.post("/v1/subscriptions", json={"customer_id": "cust_b", "plan_id": "plan_growth",
                                            "start_date": "2020-01-01T00:00:00Z", "end_date": "2020-06-01T00:00:00Z"})
-    assert [s["customer_id"] for s in client.get("/v1/subscriptions", params={"customer_id": "cust_b"}).json()["data"]] == ["cust_b"]
+    assert [s["customer_id"] for s in client.get("/v1/subscriptions",
+                                                 params={"customer_id": "cust_b"}).json()["data"]] == ["cust_b"]
     ended = client.get("/v1/subscriptions", params={"status": "ended"}).json()["data"]
     assert [s["status"] for s in ended] == ["ended"]
-    assert [s["customer_id"] for s in client.get("/v1/subscriptions", params={"status": "active"}).json()["data"]] == ["cust_acme"]
+    assert [s["customer_id"] for s in client.get("/v1/subscriptions",
+                                                 params={"status": "active"}).json()["data"]] == ["cust_acme"]
 
 
 def test_api_keys_are_shown_once_and_revocation_is_immediate(client):
     r = client.post("/v1/api-keys", json={"name": "ci", "scope": "read", "mode": "test"})
     assert r.status_code == 201
     key = r.json()
-    assert re.fullmatch(r"sk_test_[A-Za-z0-9]{40}", key["secret"]) and key["revoked_at"] is None
+    assert re.fullmatch(r"sk_test_[A-Za-z0-9]{40}", key["secret"])
+    assert key["revoked_at"] is None
     listed = client.get("/v1/api-keys").json()["data"]
-    assert all("secret" not in k for k in listed) and key["id"] in [k["id"] for k in listed]
+    assert all("secret" not in k for k in listed)
+    assert key["id"] in [k["id"] for k in listed]
     auth = {"Authorization": f"Bearer {key['secret']}"}
     assert client.get("/v1/metrics", headers=auth).status_code == 200
     r = client.delete(f"/v1/api-keys/{key['id']}")
-    assert r.status_code == 200 and r.json()["revoked_at"]
+    assert r.status_code == 200
+    assert r.json()["revoked_at"]
     assert error_of(client.get("/v1/metrics", headers=auth)) == (401, "UNAUTHENTICATED", None)
     assert error_of(client.delete("/v1/api-keys/key_nope")) == (404, "API_KEY_NOT_FOUND", None)

@@ -29,7 +29,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "sdk" / "python"))
 
-from abaxus_client import (  # noqa: E402
+from datetime import UTC
+
+from abaxus_client import (
     AbaxusError,
     APIConnectionError,
     APITimeoutError,
@@ -49,8 +51,8 @@ from abaxus_client import (  # noqa: E402
     ValidationError,
     event_id_for,
 )
-from abaxus_client._retry import RetryState, parse_retry_after  # noqa: E402
-from abaxus_client.errors import error_from_response  # noqa: E402
+from abaxus_client._retry import RetryState, parse_retry_after
+from abaxus_client.errors import error_from_response
 
 KEY = "sk_test_" + "C" * 40
 
@@ -150,8 +152,10 @@ def test_retry_budget_counts_attempts_and_total_time_and_retry_after_is_a_floor(
     state.begin_attempt()
     state.begin_attempt()
     assert state.next_delay() is None, "max_attempts counts the first try"
-    assert not state.retryable_status(500, "INTERNAL_ERROR") and not state.retryable_status(422, "X")
-    assert state.retryable_status(429, "RATE_LIMITED") and state.retryable_status(503, "NOT_READY")
+    assert not state.retryable_status(500, "INTERNAL_ERROR")
+    assert not state.retryable_status(422, "X")
+    assert state.retryable_status(429, "RATE_LIMITED")
+    assert state.retryable_status(503, "NOT_READY")
     with pytest.raises(ValueError, match="max_attempts"):
         RetryPolicy(max_attempts=0)
 
@@ -159,7 +163,8 @@ def test_retry_budget_counts_attempts_and_total_time_and_retry_after_is_a_floor(
 def test_retry_after_parses_seconds_and_http_dates():
     assert parse_retry_after("1") == 1.0
     assert parse_retry_after(" 2.5 ") == 2.5
-    assert parse_retry_after(None) is None and parse_retry_after("soon") is None
+    assert parse_retry_after(None) is None
+    assert parse_retry_after("soon") is None
     now = time.time()
     date = email.utils.formatdate(now + 30, usegmt=True)
     assert 28 <= parse_retry_after(date, now=now) <= 31  # type: ignore[operator]
@@ -174,17 +179,23 @@ def test_error_responses_map_to_exception_classes_with_every_member(status: int,
     err = error_from_response(status, _err("SOME_CODE", "charges.0.tiers.2.up_to", decline_code="card_declined",
                                            existing_invoice_id="inv_1", checks={"queue": "down"}),
                               {"retry-after": "3"}, method="POST", path="/v1/x")
-    assert isinstance(err, cls) and isinstance(err, AbaxusError)
+    assert isinstance(err, cls)
+    assert isinstance(err, AbaxusError)
     assert (err.status, err.code, err.field) == (status, "SOME_CODE", "charges.0.tiers.2.up_to")
-    assert err.extra["decline_code"] == "card_declined" and "SOME_CODE" in str(err) and "POST /v1/x" in str(err)
+    assert err.extra["decline_code"] == "card_declined"
+    assert "SOME_CODE" in str(err)
+    assert "POST /v1/x" in str(err)
     if isinstance(err, PaymentFailedError):
         assert err.decline_code == "card_declined"
     if isinstance(err, ConflictError):
         assert err.existing_invoice_id == "inv_1"
     if isinstance(err, UnavailableError):
-        assert err.checks == {"queue": "down"} and err.retry_after == 3.0
+        assert err.checks == {"queue": "down"}
+        assert err.retry_after == 3.0
     plain = error_from_response(502, b"<html>bad gateway</html>", {})
-    assert isinstance(plain, InternalServerError) and plain.code is None and "base_url" in plain.message
+    assert isinstance(plain, InternalServerError)
+    assert plain.code is None
+    assert "base_url" in plain.message
 
 
 def test_event_ids_are_computed_like_the_server():
@@ -192,13 +203,13 @@ def test_event_ids_are_computed_like_the_server():
 
 
 def test_requests_refuse_naive_datetimes_and_encode_decimals_exactly():
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from abaxus_client._encoding import encode
     with pytest.raises(ValueError, match="timezone-aware"):
         Event(customer_id="c", metric_key="m", timestamp=datetime(2026, 4, 3), idempotency_key="k")
     e = Event(customer_id="c", metric_key="m", value=Decimal("0.00005"), idempotency_key="k",
-              timestamp=datetime(2026, 4, 3, 9, 30, tzinfo=timezone.utc))
+              timestamp=datetime(2026, 4, 3, 9, 30, tzinfo=UTC))
     assert encode(e) == (b'{"customer_id":"c","metric_key":"m","timestamp":"2026-04-03T09:30:00Z",'
                          b'"idempotency_key":"k","value":0.00005}')
 
@@ -217,7 +228,8 @@ def test_429_is_retried_after_retry_after_with_the_same_idempotency_key(loopback
     assert waited >= 1.0, "Retry-After: 1 must be honoured"
     keys = [r["headers"].get("idempotency-key") for r in s.requests]
     assert len(keys) == 2 and keys[0] and keys[0] == keys[1], "one Idempotency-Key per logical call"
-    assert [(e.status, e.attempt) for e in seen] == [(429, 1)] and seen[0].delay >= 1.0
+    assert [(e.status, e.attempt) for e in seen] == [(429, 1)]
+    assert seen[0].delay >= 1.0
     assert json.loads(s.requests[0]["body"]) == {"id": "cust_acme", "name": "Acme Corp"}, "unset fields are not sent"
 
 
@@ -233,8 +245,11 @@ def test_503_is_retried_with_and_without_retry_after_and_each_call_gets_a_fresh_
         assert time.monotonic() - t0 >= 1.0
         c.customers.update("cust_acme", email=None)  # a second logical call
     keys = [r["headers"]["idempotency-key"] for r in s.requests]
-    assert len(keys) == 4 and len(set(keys[:3])) == 1 and keys[3] != keys[0]
-    assert s.requests[3]["method"] == "PATCH" and json.loads(s.requests[3]["body"]) == {"email": None}
+    assert len(keys) == 4
+    assert len(set(keys[:3])) == 1
+    assert keys[3] != keys[0]
+    assert s.requests[3]["method"] == "PATCH"
+    assert json.loads(s.requests[3]["body"]) == {"email": None}
 
 
 def test_reads_and_event_writes_carry_no_idempotency_key_but_are_retried(loopback):
@@ -277,7 +292,8 @@ def test_a_retry_after_beyond_the_budget_raises_at_once(loopback):
         t0 = time.monotonic()
         with pytest.raises(RateLimitedError) as info:
             c.customers.get("cust_acme")
-    assert time.monotonic() - t0 < 1.0 and info.value.retry_after == 60.0
+    assert time.monotonic() - t0 < 1.0
+    assert info.value.retry_after == 60.0
     assert s.count("/v1/customers/cust_acme") == 1
 
 
@@ -288,12 +304,14 @@ def test_a_timed_out_write_is_resent_under_the_same_key_and_no_answer_ends_in_a_
     with Client(KEY, base_url=url, retry=FAST, timeout=0.3) as c:
         assert c.invoices.bulk(cutoff_date="2026-04-30T23:59:59Z").job_id == "job_1"
     keys = {r["headers"]["idempotency-key"] for r in s.requests}
-    assert s.count("/v1/invoices/bulk") == 2 and len(keys) == 1
+    assert s.count("/v1/invoices/bulk") == 2
+    assert len(keys) == 1
     with Client(KEY, base_url=url, retry=FAST, timeout=0.2) as c:
         s.script["/v1/invoices/bulk"] = [(202, {}, {"job_id": "j", "status": "queued"}, 1.0)]
         with pytest.raises(APITimeoutError) as info:
             c.invoices.bulk(cutoff_date="2026-04-30T23:59:59Z")
-        assert info.value.attempts == FAST.max_attempts and info.value.status is None
+        assert info.value.attempts == FAST.max_attempts
+        assert info.value.status is None
     from server_process import free_port
     with Client(KEY, base_url=f"http://127.0.0.1:{free_port()}", retry=FAST) as c, \
             pytest.raises(APIConnectionError, match="could not be reached"):
@@ -304,7 +322,8 @@ def test_batch_207_and_422_return_results_while_a_whole_request_422_raises(loopb
     url, s = loopback
     mixed = {"accepted": 1, "rejected": 1, "results": [
         {"index": 0, "event_id": event_id_for("a"), "status": "queued"},
-        {"index": 1, "status": "rejected", "error": {"code": "METRIC_NOT_FOUND", "message": "m", "field": "events.1.metric_key"}}]}
+        {"index": 1, "status": "rejected", "error": {"code": "METRIC_NOT_FOUND", "message": "m",
+                                                     "field": "events.1.metric_key"}}]}
     s.on("/v1/events/batch", 207, mixed)
     s.on("/v1/events/batch", 422, {"accepted": 0, "rejected": 1, "results": [mixed["results"][1] | {"index": 0}]})
     s.on("/v1/events/batch", 422, _err("VALIDATION_ERROR", "events"))
@@ -312,8 +331,10 @@ def test_batch_207_and_422_return_results_while_a_whole_request_422_raises(loopb
           for k in ("a", "b")]
     with Client(KEY, base_url=url, retry=FAST) as c:
         r = c.events.batch(ev)
-        assert (r.accepted, r.rejected) == (1, 1) and r.results[1].error.field == "events.1.metric_key"  # type: ignore[union-attr]
-        assert not r.results[1].ok and r.results[0].ok
+        assert (r.accepted, r.rejected) == (1, 1)
+        assert r.results[1].error.field == "events.1.metric_key"  # type: ignore[union-attr]
+        assert not r.results[1].ok
+        assert r.results[0].ok
         assert c.events.batch(ev[1:]).accepted == 0
         with pytest.raises(ValidationError):
             c.events.batch(ev[1:])
@@ -366,11 +387,14 @@ def test_lists_follow_cursors_lazily_sync_and_async(loopback):
     with Client(KEY, base_url=url) as c:
         it = c.invoices.list(customer_id="cust_acme", limit=2)
         assert s.count("/v1/invoices") == 0, "nothing is fetched before iteration"
-        assert [i.id for i in itertools.islice(it, 1)] == ["inv_None_0"] and s.count("/v1/invoices") == 1
+        assert [i.id for i in itertools.islice(it, 1)] == ["inv_None_0"]
+        assert s.count("/v1/invoices") == 1
         script()
         assert len(list(c.invoices.list(customer_id="cust_acme", limit=2))) == 5
     queries = [r["query"] for r in s.requests if r["path"] == "/v1/invoices"]
-    assert queries[1] == "customer_id=cust_acme&limit=2" and "cursor=c1" in queries[2] and "cursor=c2" in queries[3]
+    assert queries[1] == "customer_id=cust_acme&limit=2"
+    assert "cursor=c1" in queries[2]
+    assert "cursor=c2" in queries[3]
 
     async def run() -> list[str]:
         script()
@@ -398,7 +422,9 @@ def test_async_client_retries_like_the_sync_one(loopback):
     asyncio.run(run())
     assert time.monotonic() - t0 >= 1.0
     keys = [r["headers"]["idempotency-key"] for r in s.requests if r["path"] == "/v1/customers"]
-    assert len(keys) == 2 and keys[0] == keys[1] and s.count("/v1/customers/nope") == 1
+    assert len(keys) == 2
+    assert keys[0] == keys[1]
+    assert s.count("/v1/customers/nope") == 1
 
 
 # ---- against a real server -------------------------------------------------------------------
@@ -430,8 +456,10 @@ def _quickstart_catalog(c: Client) -> str:
                      description="Total API calls made during the billing period")
     plan = c.price_plans.create(id="plan_growth", name="Growth", currency="usd", billing_period="monthly",
                                 charges=GROWTH_CHARGES)
-    assert plan.version == 1 and plan.charges[0].tiers[1].unit_price == Decimal("0.0001")  # type: ignore[index]
-    assert plan.charges[1].amount == Decimal("49.00") and plan.charges[1].id == "chg_2"
+    assert plan.version == 1
+    assert plan.charges[0].tiers[1].unit_price == Decimal("0.0001")  # type: ignore[index]
+    assert plan.charges[1].amount == Decimal("49.00")
+    assert plan.charges[1].id == "chg_2"
     c.customers.create(id="cust_acme", name="Acme Corp", email="billing@acme.io", payment_provider="stripe",
                        payment_provider_customer_id="cus_stripe_acme123")
     return c.subscriptions.create(customer_id="cust_acme", plan_id="plan_growth",
@@ -491,15 +519,18 @@ def test_quick_start_entirely_through_the_client(server: ServerProcess):
         assert nf.value.code == "CUSTOMER_NOT_FOUND"
         with pytest.raises(ConflictError) as dup:
             c.invoices.create(customer_id="cust_acme", cutoff_date="2026-04-30T23:59:59Z")
-        assert dup.value.code == "INVOICE_ALREADY_EXISTS" and dup.value.existing_invoice_id == invoice.id
+        assert dup.value.code == "INVOICE_ALREADY_EXISTS"
+        assert dup.value.existing_invoice_id == invoice.id
         with pytest.raises(ValidationError) as bad:
             c.price_plans.create(id="plan_bad", name="Bad", currency="usd", billing_period="monthly", charges=[
                 Charge(metric_key="api_calls", pricing_model="tiered",
                        tiers=[Tier(up_to=10, unit_price=1), Tier(up_to=5, unit_price=1), Tier(up_to=None, unit_price=1)])])
-        assert bad.value.code == "TIERS_NOT_ASCENDING" and bad.value.field == "charges.0.tiers.1.up_to"
+        assert bad.value.code == "TIERS_NOT_ASCENDING"
+        assert bad.value.field == "charges.0.tiers.1.up_to"
 
         read_key = c.api_keys.create(name="dashboard", scope="read")
-        assert read_key.secret and read_key.id in [k.id for k in c.api_keys.list()]
+        assert read_key.secret
+        assert read_key.id in [k.id for k in c.api_keys.list()]
         with Client(read_key.secret, base_url=server.url) as reader:
             assert reader.invoices.get(invoice.id).total_amount == 14900
             with pytest.raises(AbaxusError) as scope:

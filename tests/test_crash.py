@@ -6,6 +6,7 @@ import threading
 from pathlib import Path
 
 import httpx
+
 from conftest import ADMIN_KEY
 from helpers import wait_until
 from quickstart_bodies import CUSTOMER, METRIC
@@ -81,6 +82,7 @@ def test_sigkill_mid_stream_loses_no_acknowledged_event_and_counts_none_twice(tm
         missing = [k for k in acked if k not in events]
         assert not missing, f"{len(missing)} acknowledged events lost, e.g. {missing[:3]}"
         assert all(events[k] == v for k, v in acked.items()), "a stored value differs from the first payload"
-        assert count == len(events) and total == sum(events.values())
+        assert count == len(events)
+        assert total == sum(events.values())
     finally:
         server.stop()

@@ -9,6 +9,7 @@ writes them to its ``tmp_path`` when it fails.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -16,13 +17,14 @@ import shutil
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+
 from conftest import ADMIN_KEY
 from quickstart_bodies import setup_quickstart_catalog
 from server_process import ServerProcess
@@ -165,10 +167,9 @@ def tab(browser: Any, deployment: Deployment, tmp_path: Path, request: pytest.Fi
         if request.session.testsfailed > failed_before:  # the call phase failed: keep what it saw
             for name, png in pages.shots:
                 (tmp_path / name).write_bytes(png)
-            try:
+            # The page may be gone; the earlier shots are still written.
+            with contextlib.suppress(Exception):
                 (tmp_path / "zz-at-failure.png").write_bytes(pages.page.screenshot(full_page=True))
-            except Exception:  # the page may be gone; the earlier shots are still written
-                pass
             print(f"dashboard screenshots in {tmp_path}")
         context.close()
 
@@ -193,7 +194,7 @@ def test_admin_walks_the_quickstart_customer_to_its_invoice_and_the_events_behin
 
     with deployment.api() as api:
         minutes = api.get("/v1/usage/ingestion", params={"minutes": 60}).json()["data"]
-        now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         calc = api.post("/v1/pricing/calculate", json={"customer_id": "cust_acme", "cutoff_date": now})
     assert sum(m["event_count"] for m in minutes) == 1210  # Acme's 1,200 and Beta's 10, all in the last hour
     assert tab.text("[data-testid=events-last-hour]") == "1,210"
@@ -241,7 +242,8 @@ def test_admin_walks_the_quickstart_customer_to_its_invoice_and_the_events_behin
     assert len(first_page) == 50
     tab.click("a[rel=next]")
     second_page = tab.texts("tbody td:nth-child(2)")
-    assert len(second_page) == 50 and not set(first_page) & set(second_page)
+    assert len(second_page) == 50
+    assert not set(first_page) & set(second_page)
 
     # Charge it (localstripe behind the server): paid, and the audit trail says so.
     tab.goto(f"/dashboard/invoices/{invoice_id}")
@@ -281,7 +283,8 @@ def test_a_read_key_sees_the_invoice_but_its_charge_is_refused_by_the_api(tab: P
     assert tab.text(".scope") == "read key"
     tab.goto(f"/dashboard/invoices/{invoice['id']}")
     assert tab.text("[data-testid=invoice-total]") == usd(invoice["total_amount"]) == "$49.00"
-    assert tab.page.locator("#charge").count() == 0 and tab.page.locator("#archive").count() == 0
+    assert tab.page.locator("#charge").count() == 0
+    assert tab.page.locator("#archive").count() == 0
     assert tab.text("[data-testid=read-only]") == "Signed in with a read key: charging and archiving need an admin key."
 
     # Even a well-formed charge form (this session's CSRF token) is refused: by the API, with its 403.
@@ -305,7 +308,8 @@ def test_a_read_key_sees_the_invoice_but_its_charge_is_refused_by_the_api(tab: P
     assert tab.page.locator("#create-invoice").count() == 0
     refused = tab.page.request.post(f"{deployment.url}/dashboard/customers/cust_beta/invoices",
                                     form={"csrf": token, "cutoff_date": "2026-05-31T23:59:59Z"})
-    assert refused.status == 403 and "INSUFFICIENT_SCOPE" in refused.text()
+    assert refused.status == 403
+    assert "INSUFFICIENT_SCOPE" in refused.text()
 
 
 def test_a_post_without_the_sessions_csrf_token_is_refused_and_changes_nothing(tab: Pages, deployment: Deployment) -> None:
@@ -378,7 +382,8 @@ def test_pages_fit_a_phone_screen_and_empty_lists_say_what_to_do(browser: Any, d
         pages.goto("/dashboard/customers?q=beta")
         assert pages.texts("tbody td:first-child") == ["Beta Ltd"]
         missing = pages.goto("/dashboard/invoices/inv_00000000000000000000000000")
-        assert missing.status == 404 and pages.text(".error strong") == "404 INVOICE_NOT_FOUND"
+        assert missing.status == 404
+        assert pages.text(".error strong") == "404 INVOICE_NOT_FOUND"
     except BaseException:
         for name, png in pages.shots:
             (tmp_path / name).write_bytes(png)

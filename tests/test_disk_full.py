@@ -20,6 +20,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from conftest import ADMIN_KEY
 from helpers import wait_until
 from quickstart_bodies import CUSTOMER, JSON, METRIC, PLAN_JSON, SUBSCRIPTION

@@ -10,12 +10,12 @@ import json
 from typing import Any
 
 import pytest
-from conftest import error_of, make_key
-from helpers import compute, event
-from quickstart_bodies import JSON, setup_quickstart_catalog
 
 from abaxus.schemas.events import EventBatchTyped
 from abaxus.schemas.nesting import MAX_DEPTH, deep_path, too_deep
+from conftest import error_of, make_key
+from helpers import compute, event
+from quickstart_bodies import JSON, setup_quickstart_catalog
 
 DEEP_ARRAY = "[" * 1000 + "]" * 1000
 DEEP_OBJECT = '{"a": ' * 1000 + "1" + "}" * 1000
@@ -44,7 +44,8 @@ def _deep_cases(sub_id: str) -> list[tuple[str, str, str, tuple[int, str, str]]]
         ("PATCH", "/v1/customers/cust_acme", '{"id": %s}' % DEEP_ARRAY, (422, "INVALID_FIELD", "id")),
         ("PATCH", "/v1/customers/cust_acme", '{"currency": %s}' % DEEP_OBJECT, (422, "INVALID_FIELD", "currency")),
         ("POST", "/v1/metrics", '{"key": %s}' % DEEP_ARRAY, (422, "INVALID_FIELD", "key")),
-        ("POST", "/v1/price-plans", '{"id": "p", "charges": [{"tiers": %s}]}' % DEEP_ARRAY, (422, "INVALID_FIELD", "charges.0.tiers.0")),
+        ("POST", "/v1/price-plans", '{"id": "p", "charges": [{"tiers": %s}]}' % DEEP_ARRAY,
+         (422, "INVALID_FIELD", "charges.0.tiers.0")),
         ("POST", "/v1/pricing/preview", '{"plan_id": "plan_growth", "usage": {"api_calls": %s}}' % DEEP_ARRAY,
          (422, "INVALID_DECIMAL", "usage")),
         ("POST", "/v1/events/void", '{"idempotency_keys": %s, "reason": "r"}' % DEEP_ARRAY,
@@ -53,7 +54,8 @@ def _deep_cases(sub_id: str) -> list[tuple[str, str, str, tuple[int, str, str]]]
     for path in ("/v1/metrics", "/v1/price-plans", "/v1/invoices", "/v1/pricing/calculate", "/v1/pricing/preview",
                  "/v1/usage/compute", "/v1/api-keys", "/v1/subscriptions", f"/v1/subscriptions/{sub_id}/amendments",
                  "/v1/invoices/bulk", "/v1/events/void"):
-        cases += [("POST", path, '{"metadata": %s}' % DEEP_ARRAY, unknown), ("POST", path, '{"metadata": %s}' % DEEP_OBJECT, unknown)]
+        cases += [("POST", path, '{"metadata": %s}' % DEEP_ARRAY, unknown),
+                  ("POST", path, '{"metadata": %s}' % DEEP_OBJECT, unknown)]
     return cases
 
 
@@ -86,7 +88,9 @@ def test_a_too_deep_event_fails_its_batch_as_422_naming_the_event(acme):
 def test_the_deep_member_is_named_from_the_schema_and_strings_do_not_count():
     body = b'{"events": [{"customer_id": "[[[{\\"x", "properties": ' + b"[" * 100 + b"]" * 100 + b"}]}"
     path = deep_path(body)
-    assert path is not None and path[:4] == ["events", 0, "properties", 0] and len(path) == MAX_DEPTH
+    assert path is not None
+    assert path[:4] == ["events", 0, "properties", 0]
+    assert len(path) == MAX_DEPTH
     assert too_deep(body, EventBatchTyped).field == "events.0.properties"
     assert deep_path(b'{"a": "' + b"[" * 500 + b'"}') is None  # brackets inside a string are text
     nested = b'{"k\\u00e9": ' + b'{"a": ' * 80  # keys are unescaped; a member the schema lacks names itself
@@ -136,7 +140,8 @@ def test_instants_from_2200_on_are_refused_at_the_edge_with_the_range(acme):
 
 def test_a_subscription_at_the_end_of_the_range_invoices_and_cancels(acme):
     c, _ = acme
-    r = c.post("/v1/subscriptions", json={"customer_id": "cust_acme", "plan_id": "plan_growth", "start_date": "2199-12-31T00:00:00Z"})
+    r = c.post("/v1/subscriptions", json={"customer_id": "cust_acme", "plan_id": "plan_growth",
+                                          "start_date": "2199-12-31T00:00:00Z"})
     assert r.status_code == 201, r.text
     late = r.json()
     inv = c.post("/v1/invoices", json={**APRIL, "cutoff_date": "2199-12-31T23:59:59Z", "subscription_id": late["id"]})
@@ -191,7 +196,8 @@ def test_405_lists_the_allowed_methods(client):
     assert error_of(r) == (405, "METHOD_NOT_ALLOWED", None)
     assert {"GET", "POST"} <= {m.strip() for m in r.headers["allow"].split(",")}
     r = client.delete("/v1/customers/cust_acme")
-    assert r.status_code == 405 and {"GET", "PATCH"} <= {m.strip() for m in r.headers["allow"].split(",")}
+    assert r.status_code == 405
+    assert {"GET", "PATCH"} <= {m.strip() for m in r.headers["allow"].split(",")}
 
 
 def test_empty_time_bounds_are_invalid_not_ignored(acme):

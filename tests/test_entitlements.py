@@ -3,13 +3,14 @@ the oldest contributing subscription's current period, only live subscriptions g
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
+
 from conftest import error_of, make_key
 from helpers import event, wait_until
 
-NOW = datetime.now(timezone.utc).replace(microsecond=0)
+NOW = datetime.now(UTC).replace(microsecond=0)
 
 
 def ts(delta: timedelta) -> str:
@@ -72,7 +73,8 @@ def test_limits_add_up_and_count_usage_of_the_current_period(entitled):
 def test_the_full_list_resolves_booleans_custom_values_and_only_live_subscriptions(entitled):
     wait_until(lambda: quota_check(entitled, 47_293))
     body = entitled.get("/v1/entitlements", params={"customer_id": "cust_acme"}).json()
-    assert body["customer_id"] == "cust_acme" and body["resolved_at"].endswith("Z")
+    assert body["customer_id"] == "cust_acme"
+    assert body["resolved_at"].endswith("Z")
     by_key = {e["feature_key"]: e for e in body["entitlements"]}
     assert set(by_key) == {"api_quota", "sso", "audit_log", "support_tier"}  # ended and future plans grant nothing
     assert by_key["sso"] == {"feature_key": "sso", "type": "boolean", "granted": True, "value": True,
@@ -88,7 +90,8 @@ def test_a_limit_is_exceeded_when_usage_passes_it_and_unknown_features_are_not_g
     check = wait_until(lambda: quota_check(entitled, 647_293))
     assert (check["granted"], check["exceeded"], check["remaining"]) == (False, True, 0)
     r = entitled.get("/v1/entitlements/check", params={"customer_id": "cust_acme", "feature_key": "nope"})
-    assert r.status_code == 200 and r.json() == {"feature_key": "nope", "type": None, "granted": False}
+    assert r.status_code == 200
+    assert r.json() == {"feature_key": "nope", "type": None, "granted": False}
 
 
 def test_entitlement_errors_and_scopes(entitled):

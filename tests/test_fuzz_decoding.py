@@ -17,15 +17,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ADMIN_KEY
-from helpers import event
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from litestar.testing import TestClient
-from quickstart_bodies import PLAN_JSON, setup_quickstart_catalog
 
 from abaxus.api.app import create_app
 from abaxus.settings import Settings
+from conftest import ADMIN_KEY
+from helpers import event
+from quickstart_bodies import PLAN_JSON, setup_quickstart_catalog
 
 EXAMPLES = 40
 
@@ -161,7 +161,10 @@ def mutated(draw: st.DrawFn, base: dict[str, Any]) -> bytes:
 # ---- the contract ---------------------------------------------------------------------------
 def _error_shape(error: Any) -> None:
     assert isinstance(error, dict) and {"code", "message", "field"} <= set(error), error
-    assert isinstance(error["code"], str) and error["code"].isupper() and isinstance(error["message"], str) and error["message"]
+    assert isinstance(error["code"], str)
+    assert error["code"].isupper()
+    assert isinstance(error["message"], str)
+    assert error["message"]
     assert error["field"] is None or isinstance(error["field"], str)
 
 
@@ -171,7 +174,9 @@ def assert_contract(r: Any, what: str) -> None:
         return
     body = r.json()
     if "results" in body:  # a batch answer: every rejected event carries its own error
-        assert r.status_code in (207, 422) and isinstance(body["accepted"], int) and isinstance(body["rejected"], int)
+        assert r.status_code in (207, 422)
+        assert isinstance(body["accepted"], int)
+        assert isinstance(body["rejected"], int)
         for result in body["results"]:
             if result["status"] == "rejected":
                 _error_shape(result["error"])

@@ -19,7 +19,8 @@ def test_a_retried_plan_post_does_not_create_a_second_version(client):
     # Same request, reformatted JSON: compared as parsed JSON, so still a replay.
     again = client.post("/v1/price-plans", content=PLAN_JSON.replace(b"\n", b" "), headers=headers)
     assert first.status_code == again.status_code == 201
-    assert again.headers["Idempotent-Replayed"] == "true" and "idempotent-replayed" not in first.headers
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert "idempotent-replayed" not in first.headers
     assert again.json() == first.json()
     assert client.get("/v1/price-plans/plan_growth").json()["version"] == 1
 
@@ -37,9 +38,11 @@ def test_body_field_wins_over_header_and_errors_replay_too(client):
     first = client.post("/v1/customers", json=body, headers={"Idempotency-Key": "header-key"})
     assert error_of(first) == (422, "INVALID_ID", "id")
     again = client.post("/v1/customers", json=body)
-    assert again.headers.get("Idempotent-Replayed") == "true" and again.json() == first.json()
+    assert again.headers.get("Idempotent-Replayed") == "true"
+    assert again.json() == first.json()
     # The header key was never used, so it is free for another request.
-    assert client.post("/v1/customers", json={"id": "ok", "name": "n"}, headers={"Idempotency-Key": "header-key"}).status_code == 201
+    assert client.post("/v1/customers", json={"id": "ok", "name": "n"},
+                       headers={"Idempotency-Key": "header-key"}).status_code == 201
 
 
 def test_keys_are_scoped_per_api_key(client):

@@ -5,14 +5,14 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-from conftest import ADMIN_KEY, error_of
-from helpers import event, wait_until
 from litestar.testing import TestClient
-from quickstart_bodies import setup_quickstart_catalog
 from sqlalchemy import insert
 
 from abaxus.api.app import create_app
 from abaxus.store.tables import jobs
+from conftest import ADMIN_KEY, error_of
+from helpers import event, wait_until
+from quickstart_bodies import setup_quickstart_catalog
 
 APRIL = {"customer_id": "cust_acme", "cutoff_date": "2026-04-30T23:59:59Z"}
 
@@ -42,7 +42,8 @@ def test_quickstart_invoice_is_14900_with_its_tier_breakdown(acme):
     assert (usage["charge_id"], usage["quantity"], usage["amount"], usage["unit_price"]) == ("chg_1", 1200000, 10000, None)
     assert [(t["tier"], t["from"], t["up_to"], t["quantity"], t["amount"]) for t in usage["tier_breakdown"]] == [
         (1, 0, 100000, 100000, 0), (2, 100000, 1000000, 900000, 9000), (3, 1000000, None, 200000, 1000)]
-    assert usage["event_count"] == 1200 and len(usage["events_checksum"]) == 16
+    assert usage["event_count"] == 1200
+    assert len(usage["events_checksum"]) == 16
     assert fee == {"charge_id": "chg_2", "description": "Growth base fee", "pricing_model": "flat_fee", "metric_key": None,
                    "quantity": 1, "unit_price": "49.00", "amount": 4900, "event_count": 0, "events_checksum": None}
     assert sum(li["amount"] for li in inv["line_items"]) == inv["total_amount"]
@@ -76,9 +77,11 @@ def test_a_line_lists_exactly_its_events(acme):
 def test_one_invoice_per_subscription_period(acme):
     first = acme.post("/v1/invoices", json=APRIL).json()
     r = acme.post("/v1/invoices", json=APRIL)
-    assert error_of(r)[:2] == (409, "INVOICE_ALREADY_EXISTS") and r.json()["error"]["existing_invoice_id"] == first["id"]
+    assert error_of(r)[:2] == (409, "INVOICE_ALREADY_EXISTS")
+    assert r.json()["error"]["existing_invoice_id"] == first["id"]
     archived = acme.post(f"/v1/invoices/{first['id']}/archive", json={"reason": "wrong cutoff"}).json()
-    assert (archived["status"], archived["archive_reason"]) == ("archived", "wrong cutoff") and archived["archived_at"]
+    assert (archived["status"], archived["archive_reason"]) == ("archived", "wrong cutoff")
+    assert archived["archived_at"]
     again = acme.post("/v1/invoices", json=APRIL)
     assert again.status_code == 201
     # Same data, same lines: reproducible to the byte.
@@ -101,7 +104,8 @@ def test_adjustment_after_late_usage_bills_the_difference(acme):
     # A void after that is a credit.
     acme.post("/v1/events/void", json={"idempotency_keys": [f"c{i}" for i in range(100)], "reason": "refund"})
     credit = acme.post(f"/v1/invoices/{inv['id']}/adjustments", json={}).json()
-    assert credit["total_amount"] == -500 and credit["line_items"][0]["previous_quantity"] == 1205000
+    assert credit["total_amount"] == -500
+    assert credit["line_items"][0]["previous_quantity"] == 1205000
     types = [e["type"] for e in acme.get(f"/v1/invoices/{inv['id']}/events").json()["data"]]
     assert types == ["invoice.issued", "invoice.adjusted", "invoice.adjusted"]
 
@@ -113,22 +117,29 @@ def test_audit_trail_records_issue_and_archive_with_the_actor(acme):
     acme.post(f"/v1/invoices/{inv['id']}/archive", json={"reason": "duplicate"})
     entries = acme.get(f"/v1/invoices/{inv['id']}/events").json()["data"]
     assert [(e["type"], e["actor"]) for e in entries][0] == ("invoice.issued", key["id"])
-    assert entries[0]["data"] == {"total_amount": 4900, "line_count": 2, "calculation_id": None, "usage_as_of": inv["usage_as_of"]}
-    assert entries[1]["type"] == "invoice.archived" and entries[1]["data"] == {"reason": "duplicate"}
-    assert entries[1]["actor"] != key["id"] and entries[1]["actor"].startswith("key_")
+    assert entries[0]["data"] == {"total_amount": 4900, "line_count": 2, "calculation_id": None,
+                                  "usage_as_of": inv["usage_as_of"]}
+    assert entries[1]["type"] == "invoice.archived"
+    assert entries[1]["data"] == {"reason": "duplicate"}
+    assert entries[1]["actor"] != key["id"]
+    assert entries[1]["actor"].startswith("key_")
     assert all(key["secret"] not in str(e) for e in entries)
 
 
 def test_calculate_then_invoice_from_the_calculation(acme):
     send_calls(acme, 10_000)
     calc = acme.post("/v1/pricing/calculate", json=APRIL).json()
-    assert calc["calculation_id"].startswith("calc_") and calc["total_amount"] == 4900 and calc["expires_at"]
+    assert calc["calculation_id"].startswith("calc_")
+    assert calc["total_amount"] == 4900
+    assert calc["expires_at"]
     send_calls(acme, 200_000, prefix="more")  # later usage does not change the calculation's lines
     inv = acme.post("/v1/invoices", json={**APRIL, "calculation_id": calc["calculation_id"]}).json()
-    assert inv["line_items"] == calc["line_items"] and inv["calculation_id"] == calc["calculation_id"]
+    assert inv["line_items"] == calc["line_items"]
+    assert inv["calculation_id"] == calc["calculation_id"]
     assert inv["usage_as_of"] == calc["usage_as_of"]
-    assert error_of(acme.post("/v1/invoices", json={**APRIL, "cutoff_date": "2026-04-15T00:00:00Z",
-                                                   "calculation_id": calc["calculation_id"]}))[:2] == (422, "CALCULATION_MISMATCH")
+    mismatch = acme.post("/v1/invoices", json={**APRIL, "cutoff_date": "2026-04-15T00:00:00Z",
+                                              "calculation_id": calc["calculation_id"]})
+    assert error_of(mismatch)[:2] == (422, "CALCULATION_MISMATCH")
     assert error_of(acme.post("/v1/invoices", json={**APRIL, "calculation_id": "calc_nope"})) == (
         422, "CALCULATION_NOT_FOUND", "calculation_id")
 
@@ -144,10 +155,12 @@ def test_preview_prices_hypothetical_usage(acme):
 
 
 def test_invoice_errors(acme):
-    assert error_of(acme.post("/v1/invoices", json={**APRIL, "customer_id": "ghost"})) == (422, "CUSTOMER_NOT_FOUND", "customer_id")
+    ghost = acme.post("/v1/invoices", json={**APRIL, "customer_id": "ghost"})
+    assert error_of(ghost) == (422, "CUSTOMER_NOT_FOUND", "customer_id")
     assert error_of(acme.post("/v1/invoices", json={**APRIL, "cutoff_date": "2026-03-01T00:00:00Z"}))[:2] == (
         422, "NO_ACTIVE_SUBSCRIPTION")
-    acme.post("/v1/subscriptions", json={"customer_id": "cust_acme", "plan_id": "plan_growth", "start_date": "2026-04-01T00:00:00Z"})
+    acme.post("/v1/subscriptions", json={"customer_id": "cust_acme", "plan_id": "plan_growth",
+                                         "start_date": "2026-04-01T00:00:00Z"})
     assert error_of(acme.post("/v1/invoices", json=APRIL)) == (422, "SUBSCRIPTION_ID_REQUIRED", "subscription_id")
     assert error_of(acme.get("/v1/invoices/inv_nope")) == (404, "INVOICE_NOT_FOUND", None)
     assert error_of(acme.post("/v1/invoices", json={**APRIL, "cutoff_date": "soon"})) == (422, "INVALID_TIMESTAMP", "cutoff_date")
@@ -163,7 +176,8 @@ def test_bulk_run_counts_created_skipped_and_existing(acme):
     c.post("/v1/events/backfill", json={"events": [event("paid-1", 250, customer="cust_paid")]})
     c.post("/v1/invoices", json=APRIL)  # acme already invoiced
     job = c.post("/v1/invoices/bulk", json={"cutoff_date": "2026-04-30T23:59:59Z"})
-    assert job.status_code == 202 and job.json()["status"] == "queued"
+    assert job.status_code == 202
+    assert job.json()["status"] == "queued"
     done = wait_until(lambda: (j := c.get(f"/v1/jobs/{job.json()['job_id']}").json())["status"] == "succeeded" and j)
     assert (done["invoices_created"], done["invoices_skipped"], done["invoices_existing"], done["errors"]) == (1, 1, 1, [])
     paid = c.get("/v1/invoices", params={"customer_id": "cust_paid"}).json()["data"]

@@ -13,6 +13,7 @@ reaches today's definitions.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +26,8 @@ from alembic.script import ScriptDirectory
 
 from abaxus.settings import Settings
 from abaxus.store import tables, usage_migrations
-from abaxus.store.migrations.comparison import include_object
 from abaxus.store.metadata import alembic_config, migrate, open_engine
+from abaxus.store.migrations.comparison import include_object
 
 T0 = 1_775_000_000_000  # 2026-03-31T23:33:20Z, in ms
 
@@ -152,7 +153,8 @@ def _writes_during(engine: sa.Engine, action: Any) -> list[str]:
 
 
 def test_revisions_form_one_line() -> None:
-    assert REVISIONS[0] == "0001" and len(REVISIONS) == len(set(REVISIONS)) >= 3
+    assert REVISIONS[0] == "0001"
+    assert len(REVISIONS) == len(set(REVISIONS)) >= 3
 
 
 def test_baseline_does_not_import_the_live_tables() -> None:
@@ -224,7 +226,8 @@ def test_usage_store_migrates_once_and_reopens_as_a_no_op(tmp_path: Path) -> Non
     store = UsageStore(settings)
     try:
         assert _ledger(store) == everything
-        assert "sumIf" in _mv_query(store) and "multiIf" not in _mv_query(store)
+        assert "sumIf" in _mv_query(store)
+        assert "multiIf" not in _mv_query(store)
     finally:
         store.close()
     store = UsageStore(settings)  # re-opened: nothing to apply, nothing recorded twice
@@ -237,7 +240,7 @@ def test_usage_store_migrates_once_and_reopens_as_a_no_op(tmp_path: Path) -> Non
 
 def test_usage_store_from_before_the_ledger_reaches_todays_schema(tmp_path: Path) -> None:
     """A store the first release created: its DDL, its summary view, no ``schema_migrations``."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from abaxus.store.usage import DB, UsageStore, open_usage_client
 
@@ -248,8 +251,8 @@ def test_usage_store_from_before_the_ledger_reaches_todays_schema(tmp_path: Path
         for statement in usage_migrations.STEPS[0].statements:
             client.command(statement)
         assert not int(client.command(f"EXISTS TABLE {usage_migrations.LEDGER}"))
-        at = datetime.fromtimestamp(T0 / 1000, tz=timezone.utc)
-        epoch = datetime.fromtimestamp(0, tz=timezone.utc)
+        at = datetime.fromtimestamp(T0 / 1000, tz=UTC)
+        epoch = datetime.fromtimestamp(0, tz=UTC)
         client.insert(f"{DB}.events", [["evt_1", "req_1", "cust_acme", "api_calls", 1000, at, {}, at, False, epoch, ""]],
                       column_names=["event_id", "idempotency_key", "customer_id", "metric_key", "value", "timestamp",
                                     "properties", "ingested_at", "voided", "voided_at", "void_reason"])

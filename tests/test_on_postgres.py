@@ -11,6 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
+from abaxus.settings import Settings
 from conftest import ADMIN_KEY, _reset_pg
 from test_amendments import (  # noqa: F401 - collected again here
     live,
@@ -35,8 +37,6 @@ from test_payments import (  # noqa: F401
     test_a_success_stripe_holds_but_we_never_recorded_is_reconciled_not_charged_again,
     test_twenty_concurrent_charges_make_exactly_one_payment,
 )
-
-from abaxus.settings import Settings
 
 pytestmark = pytest.mark.postgres
 

@@ -7,11 +7,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ADMIN_KEY, error_of
 from litestar.testing import TestClient
 
 from abaxus.api.app import create_app
 from abaxus.settings import Settings, SettingsError
+from conftest import ADMIN_KEY, error_of
 
 
 def test_rate_limit_headers_and_429(tmp_path: Path):
@@ -23,7 +23,8 @@ def test_rate_limit_headers_and_429(tmp_path: Path):
         assert all(r.headers["X-RateLimit-Limit"] == "3" for r in seen)
         r = c.get("/v1/metrics")
         assert error_of(r) == (429, "RATE_LIMITED", None)
-        assert 1 <= int(r.headers["Retry-After"]) <= 60 and int(r.headers["X-RateLimit-Reset"]) > 0
+        assert 1 <= int(r.headers["Retry-After"]) <= 60
+        assert int(r.headers["X-RateLimit-Reset"]) > 0
 
 
 def test_prometheus_metrics_record_request_latency(client):
@@ -57,8 +58,10 @@ def test_cli_creates_a_key_that_the_server_accepts(tmp_path: Path):
                          env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     secret = out.stdout.strip().splitlines()[-1]
-    assert secret.startswith("sk_live_") and len(secret) == 48
-    migrate = subprocess.run([sys.executable, "-m", "abaxus.cli", "migrate"], env=env, capture_output=True, text=True, timeout=120)
+    assert secret.startswith("sk_live_")
+    assert len(secret) == 48
+    migrate = subprocess.run([sys.executable, "-m", "abaxus.cli", "migrate"], env=env, capture_output=True, text=True,
+                             timeout=120)
     assert migrate.returncode == 0, migrate.stderr
     with TestClient(create_app(Settings(data_dir=tmp_path))) as c:
         assert c.get("/v1/metrics", headers={"Authorization": f"Bearer {secret}"}).status_code == 200

@@ -8,13 +8,13 @@ import time
 
 import pytest
 import stripe
-from conftest import ADMIN_KEY, error_of
-from helpers import event
 from litestar.testing import TestClient
-from quickstart_bodies import CUSTOMER, JSON, METRIC, PLAN_JSON
 
 from abaxus.api.app import create_app
 from abaxus.settings import Settings
+from conftest import ADMIN_KEY, error_of
+from helpers import event
+from quickstart_bodies import CUSTOMER, JSON, METRIC, PLAN_JSON
 
 WEBHOOK_SECRET = "whsec_test_abaxus"
 APRIL = {"customer_id": "cust_acme", "cutoff_date": "2026-04-30T23:59:59Z"}
@@ -72,7 +72,8 @@ def test_the_quickstart_invoice_is_charged_and_paid(billing, localstripe_url):
     assert (pi.amount, pi.currency, pi.status, pi.customer, pi.metadata["abaxus_invoice_id"]) == (
         14900, "usd", "succeeded", cus, inv["id"])
     after = billing.get(f"/v1/invoices/{inv['id']}").json()
-    assert (after["status"], after["payment_intent_id"]) == ("paid", paid["payment_intent_id"]) and after["paid_at"]
+    assert (after["status"], after["payment_intent_id"]) == ("paid", paid["payment_intent_id"])
+    assert after["paid_at"]
     trail = billing.get(f"/v1/invoices/{inv['id']}/events").json()["data"]
     assert [e["type"] for e in trail] == ["invoice.issued", "invoice.charge_attempted", "invoice.paid"]
     assert trail[1]["data"] == {"attempt": 1, "amount": 14900, "currency": "usd",
@@ -86,7 +87,8 @@ def test_a_declined_card_keeps_the_invoice_issued_and_a_good_card_then_pays(bill
     cus, bad_pm = stripe_customer(localstripe_url, card="4000000000000341")
     inv = quickstart_invoice(billing, cus, bad_pm)
     r = billing.post(f"/v1/invoices/{inv['id']}/charge", json={})
-    assert error_of(r)[:2] == (402, "PAYMENT_FAILED") and r.json()["error"]["decline_code"] == "card_declined"
+    assert error_of(r)[:2] == (402, "PAYMENT_FAILED")
+    assert r.json()["error"]["decline_code"] == "card_declined"
     assert billing.get(f"/v1/invoices/{inv['id']}").json()["status"] == "issued"
     _, good_pm = stripe_customer(localstripe_url)
     sc = stripe_client(localstripe_url)
@@ -118,7 +120,8 @@ def test_twenty_concurrent_charges_make_exactly_one_payment(billing, localstripe
         t.start()
     for t in threads:
         t.join()
-    assert statuses.count(200) == 1 and set(statuses) <= {200, 409}
+    assert statuses.count(200) == 1
+    assert set(statuses) <= {200, 409}
     intents = stripe_client(localstripe_url).v1.payment_intents.list(params={"limit": 100}).data
     succeeded = [pi for pi in (i.to_dict() for i in intents)
                  if (pi.get("metadata") or {}).get("abaxus_invoice_id") == inv["id"] and pi["status"] == "succeeded"]
@@ -133,12 +136,15 @@ def test_missing_payment_method_and_zero_total(billing, localstripe_url):
     billing.post("/v1/price-plans", json={"id": "plan_zero", "name": "Z", "currency": "usd", "billing_period": "monthly",
                                           "charges": [{"metric_key": "api_calls", "pricing_model": "per_unit", "unit_price": 0}]})
     billing.post("/v1/customers", json={"id": "cust_zero", "name": "Zero"})
-    billing.post("/v1/subscriptions", json={"customer_id": "cust_zero", "plan_id": "plan_zero", "start_date": "2026-04-01T00:00:00Z"})
+    billing.post("/v1/subscriptions", json={"customer_id": "cust_zero", "plan_id": "plan_zero",
+                                            "start_date": "2026-04-01T00:00:00Z"})
     zero = billing.post("/v1/invoices", json={**APRIL, "customer_id": "cust_zero"}).json()
     r = billing.post(f"/v1/invoices/{zero['id']}/charge", json={})
-    assert r.status_code == 200 and r.json()["payment_intent_id"] is None
+    assert r.status_code == 200
+    assert r.json()["payment_intent_id"] is None
     trail = billing.get(f"/v1/invoices/{zero['id']}/events").json()["data"]
-    assert [e["type"] for e in trail] == ["invoice.issued", "invoice.paid"] and trail[-1]["data"]["source"] == "zero_total"
+    assert [e["type"] for e in trail] == ["invoice.issued", "invoice.paid"]
+    assert trail[-1]["data"]["source"] == "zero_total"
 
 
 def test_unreachable_stripe_is_503_and_the_invoice_stays_issued(tmp_path):
@@ -166,19 +172,24 @@ def test_a_signed_webhook_marks_paid_and_a_forged_one_is_refused(billing, locals
     cus, _ = stripe_customer(localstripe_url)
     inv = quickstart_invoice(billing, cus)
     event_body = {"id": "evt_test_1", "object": "event", "type": "payment_intent.succeeded",
-                  "data": {"object": {"id": "pi_from_webhook", "object": "payment_intent", "metadata": {"abaxus_invoice_id": inv["id"]}}}}
+                  "data": {"object": {"id": "pi_from_webhook", "object": "payment_intent",
+                                      "metadata": {"abaxus_invoice_id": inv["id"]}}}}
     forged, _ = _signed(event_body)
     _, bad_sig = _signed(event_body, secret="whsec_wrong")
     billing.headers.pop("Authorization")
-    r = billing.post("/v1/webhooks/stripe", content=forged, headers={"Stripe-Signature": bad_sig, "Content-Type": "application/json"})
+    r = billing.post("/v1/webhooks/stripe", content=forged, headers={"Stripe-Signature": bad_sig,
+                                                                     "Content-Type": "application/json"})
     assert error_of(r) == (400, "INVALID_SIGNATURE", None)
     old_body, old_sig = _signed(event_body, at=int(time.time()) - 600)
-    assert error_of(billing.post("/v1/webhooks/stripe", content=old_body, headers={"Stripe-Signature": old_sig,
-                                                                                  "Content-Type": "application/json"}))[1] == "INVALID_SIGNATURE"
+    stale = billing.post("/v1/webhooks/stripe", content=old_body,
+                         headers={"Stripe-Signature": old_sig, "Content-Type": "application/json"})
+    assert error_of(stale)[1] == "INVALID_SIGNATURE"
     body, sig = _signed(event_body)
     for _ in range(2):  # a redelivered event applies once
-        r = billing.post("/v1/webhooks/stripe", content=body, headers={"Stripe-Signature": sig, "Content-Type": "application/json"})
-        assert r.status_code == 200 and r.json() == {"received": True}
+        r = billing.post("/v1/webhooks/stripe", content=body, headers={"Stripe-Signature": sig,
+                                                                       "Content-Type": "application/json"})
+        assert r.status_code == 200
+        assert r.json() == {"received": True}
     billing.headers["Authorization"] = f"Bearer {ADMIN_KEY}"
     after = billing.get(f"/v1/invoices/{inv['id']}").json()
     assert (after["status"], after["payment_intent_id"]) == ("paid", "pi_from_webhook")
@@ -203,5 +214,6 @@ def test_a_success_stripe_holds_but_we_never_recorded_is_reconciled_not_charged_
     assert earlier.status == "succeeded"
     before = len(sc.v1.payment_intents.list(params={"limit": 100}).data)
     r = billing.post(f"/v1/invoices/{inv['id']}/charge", json={})
-    assert r.status_code == 200 and r.json()["payment_intent_id"] == earlier.id
+    assert r.status_code == 200
+    assert r.json()["payment_intent_id"] == earlier.id
     assert len(sc.v1.payment_intents.list(params={"limit": 100}).data) == before  # no second payment

@@ -15,7 +15,8 @@ def _check(invoice: dict) -> None:  # type: ignore[type-arg]
     usage, fee = invoice["line_items"]
     assert (usage["quantity"], usage["amount"], usage["event_count"]) == (1200000, 10000, 1200000)
     assert [t["amount"] for t in usage["tier_breakdown"]] == [0, 9000, 1000]
-    assert fee["amount"] == 4900 and invoice["total_amount"] == 14900
+    assert fee["amount"] == 4900
+    assert invoice["total_amount"] == 14900
 
 
 @pytest.mark.slow
@@ -25,7 +26,9 @@ def test_quickstart_with_1_2_million_events_bills_14900(tmp_path: Path):
 
 def test_quickstart_command_prints_the_invoice(tmp_path: Path):
     """A small run of ``abaxus quickstart`` as a user would start it (fewer events, same code path)."""
-    out = subprocess.run([sys.executable, "-m", "abaxus.cli", "quickstart", "--events", "3000", "--data-dir", str(tmp_path / "q")],
+    out = subprocess.run([sys.executable, "-m", "abaxus.cli", "quickstart", "--events", "3000", "--data-dir",
+                          str(tmp_path / "q")],
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "total_amount = 4900" in out.stdout and "Growth base fee" in out.stdout
+    assert "total_amount = 4900" in out.stdout
+    assert "Growth base fee" in out.stdout

@@ -14,13 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ADMIN_KEY, error_of
 from litestar.testing import TestClient
-from server_process import ServerProcess
 
 from abaxus.api.app import create_app
 from abaxus.api.auth import RateDecision, RateLimiter
 from abaxus.settings import Settings, SettingsError
+from conftest import ADMIN_KEY, error_of
+from server_process import ServerProcess
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 

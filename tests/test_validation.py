@@ -6,6 +6,7 @@ import copy
 import json
 
 import pytest
+
 from conftest import error_of
 from quickstart_bodies import CUSTOMER, METRIC, PLAN_JSON
 
@@ -65,21 +66,28 @@ PLAN_CASES = [
     (_plan(effective_from="yesterday"), "INVALID_TIMESTAMP", "effective_from"),
     (_tiers({"up_to": 10, "unit_price": 1}, {"up_to": 5, "unit_price": 1}, {"up_to": None, "unit_price": 1}),
      "TIERS_NOT_ASCENDING", "charges.0.tiers.1.up_to"),
-    (_tiers({"up_to": 10, "unit_price": 1}, {"up_to": 20, "unit_price": 1}), "LAST_TIER_MUST_BE_UNBOUNDED", "charges.0.tiers.1.up_to"),
-    (_tiers({"up_to": None, "unit_price": 1}, {"up_to": None, "unit_price": 1}), "LAST_TIER_MUST_BE_UNBOUNDED", "charges.0.tiers.0.up_to"),
-    (_tiers({"up_to": 10, "unit_price": "abc"}, {"up_to": None, "unit_price": 1}), "INVALID_DECIMAL", "charges.0.tiers.0.unit_price"),
-    (_tiers({"up_to": 10, "unit_price": "0.0000000000001"}, {"up_to": None, "unit_price": 1}), "INVALID_DECIMAL", "charges.0.tiers.0.unit_price"),
-    (_tiers({"up_to": 10, "unit_price": -1}, {"up_to": None, "unit_price": 1}), "VALUE_OUT_OF_RANGE", "charges.0.tiers.0.unit_price"),
+    (_tiers({"up_to": 10, "unit_price": 1}, {"up_to": 20, "unit_price": 1}), "LAST_TIER_MUST_BE_UNBOUNDED",
+     "charges.0.tiers.1.up_to"),
+    (_tiers({"up_to": None, "unit_price": 1}, {"up_to": None, "unit_price": 1}), "LAST_TIER_MUST_BE_UNBOUNDED",
+     "charges.0.tiers.0.up_to"),
+    (_tiers({"up_to": 10, "unit_price": "abc"}, {"up_to": None, "unit_price": 1}), "INVALID_DECIMAL",
+     "charges.0.tiers.0.unit_price"),
+    (_tiers({"up_to": 10, "unit_price": "0.0000000000001"}, {"up_to": None, "unit_price": 1}), "INVALID_DECIMAL",
+     "charges.0.tiers.0.unit_price"),
+    (_tiers({"up_to": 10, "unit_price": -1}, {"up_to": None, "unit_price": 1}), "VALUE_OUT_OF_RANGE",
+     "charges.0.tiers.0.unit_price"),
     (_tiers({"up_to": None, "unit_price": 1e12}), "VALUE_OUT_OF_RANGE", "charges.0.tiers.0.unit_price"),
     (_tiers({"up_to": None, "unit_price": 1, "colour": 1}), "UNKNOWN_FIELD", "charges.0.tiers.0.colour"),
-    (_plan(charges=[{"metric_key": "nope", "pricing_model": "per_unit", "unit_price": 1}]), "UNKNOWN_METRIC", "charges.0.metric_key"),
+    (_plan(charges=[{"metric_key": "nope", "pricing_model": "per_unit", "unit_price": 1}]), "UNKNOWN_METRIC",
+     "charges.0.metric_key"),
     (_plan(charges=[{"pricing_model": "per_unit", "unit_price": 1}]), "MISSING_FIELD", "charges.0.metric_key"),
     (_plan(charges=[{"metric_key": "api_calls", "pricing_model": "per_unit"}]), "MISSING_FIELD", "charges.0.unit_price"),
     (_plan(charges=[{"metric_key": "api_calls", "pricing_model": "package", "package_size": 0, "package_price": 1}]),
      "VALUE_OUT_OF_RANGE", "charges.0.package_size"),
     (_plan(charges=[{"metric_key": "api_calls", "pricing_model": "per_unit", "unit_price": 1, "tiers": []}]),
      "INVALID_FIELD", "charges.0.tiers"),
-    (_plan(charges=[{"pricing_model": "flat_fee", "amount": 1, "id": "a"}, {"pricing_model": "flat_fee", "amount": 2, "id": "a"}]),
+    (_plan(charges=[{"pricing_model": "flat_fee", "amount": 1, "id": "a"},
+                    {"pricing_model": "flat_fee", "amount": 2, "id": "a"}]),
      "DUPLICATE_CHARGE_ID", "charges.1.id"),
     (_plan(charges=[{"pricing_model": "flat_fee", "amount": 1, "id": "has space"}]), "INVALID_ID", "charges.0.id"),
     (_plan(charges=[{"pricing_model": "hourly"}]), "INVALID_FIELD", "charges.0.pricing_model"),
@@ -103,7 +111,8 @@ def test_plan_prices_are_exact_and_echoed_as_decimal_strings(with_metric):
     assert r.json()["currency"] == "jpy"
     assert charges[0] == {"id": "chg_1", "metric_key": "api_calls", "pricing_model": "per_unit",
                           "description": "API Calls (per_unit)", "unit_price": "0.000000000001"}
-    assert charges[1]["package_price"] == "8" and charges[1]["package_size"] == 1000
+    assert charges[1]["package_price"] == "8"
+    assert charges[1]["package_size"] == 1000
 
 
 def test_inactive_metric_cannot_be_priced(with_metric):

@@ -18,15 +18,15 @@ from typing import Any
 
 import pytest
 import stripe
-from conftest import ADMIN_KEY, _reset_pg, error_of
-from helpers import wait_until
 from litestar.testing import TestClient
-from quickstart_bodies import CUSTOMER, JSON, METRIC, PLAN_JSON, SUBSCRIPTION
-from server_process import ServerProcess
 
 from abaxus.api.app import create_app
 from abaxus.billing.webhooks import MAX_DELAY_S, retry_delay, sign, verify
 from abaxus.settings import Settings
+from conftest import ADMIN_KEY, _reset_pg, error_of
+from helpers import wait_until
+from quickstart_bodies import CUSTOMER, JSON, METRIC, PLAN_JSON, SUBSCRIPTION
+from server_process import ServerProcess
 
 APRIL = {"customer_id": "cust_acme", "cutoff_date": "2026-04-30T23:59:59Z"}
 
@@ -150,11 +150,13 @@ def test_a_signature_is_stripes_scheme_and_expires():
     secret = "whsec_" + "k" * 40
     header = sign(secret, body, 1_800_000_000)
     t, v1 = header.split(",")
-    assert t == "t=1800000000" and len(v1) == len("v1=") + 64
+    assert t == "t=1800000000"
+    assert len(v1) == len("v1=") + 64
     assert verify(secret, body, header, now=1_800_000_000 + 300)
     assert not verify(secret, body, header, now=1_800_000_000 + 301)
     assert stripe.WebhookSignature.verify_header(body.decode(), sign(secret, body, int(time.time())), secret, 300)
-    assert not verify(secret, body, "t=abc,v1=00") and not verify(secret, body, "")
+    assert not verify(secret, body, "t=abc,v1=00")
+    assert not verify(secret, body, "")
 
 
 def test_retry_delay_is_full_jitter_under_a_doubling_capped_bound():
@@ -168,11 +170,15 @@ def test_retry_delay_is_full_jitter_under_a_doubling_capped_bound():
 # ---- endpoints -----------------------------------------------------------------------------
 def test_endpoints_show_the_secret_once_and_refuse_what_they_cannot_deliver_to(app: TestClient[Any]):
     created = endpoint(app, "https://billing.example.com/hooks?src=abaxus", ["invoice.issued", "invoice.paid"])
-    assert created["id"].startswith("whep_") and len(created["id"]) == 31
-    assert created["secret"].startswith("whsec_") and len(created["secret"]) == 46
-    assert created["status"] == "enabled" and created["events"] == ["invoice.issued", "invoice.paid"]
+    assert created["id"].startswith("whep_")
+    assert len(created["id"]) == 31
+    assert created["secret"].startswith("whsec_")
+    assert len(created["secret"]) == 46
+    assert created["status"] == "enabled"
+    assert created["events"] == ["invoice.issued", "invoice.paid"]
     got = app.get(f"/v1/webhook-endpoints/{created['id']}").json()
-    assert "secret" not in got and got == {k: v for k, v in created.items() if k != "secret"}
+    assert "secret" not in got
+    assert got == {k: v for k, v in created.items() if k != "secret"}
     assert [e["id"] for e in app.get("/v1/webhook-endpoints").json()["data"]] == [created["id"]]
 
     bad = {"url": "ftp://example.com/x", "events": ["invoice.issued"]}
@@ -189,9 +195,13 @@ def test_endpoints_show_the_secret_once_and_refuse_what_they_cannot_deliver_to(a
         == (422, "UNKNOWN_FIELD", "secret")
 
     patched = app.patch(f"/v1/webhook-endpoints/{created['id']}", json={"events": ["*"], "description": "all of it"})
-    assert patched.status_code == 200 and patched.json()["events"] == ["*"] and "secret" not in patched.json()
+    assert patched.status_code == 200
+    assert patched.json()["events"] == ["*"]
+    assert "secret" not in patched.json()
     gone = app.delete(f"/v1/webhook-endpoints/{created['id']}")
-    assert gone.status_code == 200 and gone.json()["status"] == "disabled" and gone.json()["disabled_at"]
+    assert gone.status_code == 200
+    assert gone.json()["status"] == "disabled"
+    assert gone.json()["disabled_at"]
     assert app.delete(f"/v1/webhook-endpoints/{created['id']}").json() == gone.json()
     assert error_of(app.patch(f"/v1/webhook-endpoints/{created['id']}", json={"events": ["invoice.paid"]})) \
         == (409, "WEBHOOK_ENDPOINT_DISABLED", None)
@@ -215,7 +225,8 @@ def test_two_failed_deliveries_then_the_third_lands_once_with_one_event_id_signe
     bodies = [r["body"] for r in receiver.requests]
     assert bodies[0] == bodies[1] == bodies[2]  # byte for byte: the outbox stores the body once
     event = json.loads(bodies[0])
-    assert event["id"].startswith("whev_") and event["type"] == "invoice.issued"
+    assert event["id"].startswith("whev_")
+    assert event["type"] == "invoice.issued"
     assert {r["headers"]["abaxus-event-id"] for r in receiver.requests} == {event["id"]}
     assert [r["headers"]["abaxus-delivery-attempt"] for r in receiver.requests] == ["1", "2", "3"]
     assert event["data"] == {
@@ -225,21 +236,28 @@ def test_two_failed_deliveries_then_the_third_lands_once_with_one_event_id_signe
         "paid_at": None}
     for request in receiver.requests:
         assert_signed(request, hook["secret"])
-        assert request["path"] == "/hooks" and request["headers"]["content-type"] == "application/json"
+        assert request["path"] == "/hooks"
+        assert request["headers"]["content-type"] == "application/json"
 
     [delivery] = deliveries(app, hook["id"])
-    assert delivery["event_id"] == event["id"] and delivery["event_type"] == "invoice.issued"
-    assert delivery["attempt_count"] == 3 and delivery["next_attempt_at"] is None and delivery["last_status_code"] == 200
+    assert delivery["event_id"] == event["id"]
+    assert delivery["event_type"] == "invoice.issued"
+    assert delivery["attempt_count"] == 3
+    assert delivery["next_attempt_at"] is None
+    assert delivery["last_status_code"] == 200
     assert [(a["attempt"], a["status_code"]) for a in delivery["attempts"]] == [(1, 500), (2, 503), (3, 200)]
-    assert delivery["attempts"][0]["error"] == "the endpoint answered HTTP 500" and delivery["attempts"][2]["error"] is None
+    assert delivery["attempts"][0]["error"] == "the endpoint answered HTTP 500"
+    assert delivery["attempts"][2]["error"] is None
     assert delivery["delivered_at"] is not None
 
     # A manual redelivery: one more attempt, the same event id and body, freshly signed.
     again = app.post(f"/v1/webhook-endpoints/{hook['id']}/deliveries/{delivery['id']}/redeliver", json={})
-    assert again.status_code == 202 and again.json()["status"] == "pending"
+    assert again.status_code == 202
+    assert again.json()["status"] == "pending"
     wait_until(lambda: app.get(f"/v1/webhook-endpoints/{hook['id']}/deliveries/{delivery['id']}").json()["status"]
                == "succeeded", timeout=30)
-    assert len(receiver.requests) == 4 and receiver.requests[3]["body"] == bodies[0]
+    assert len(receiver.requests) == 4
+    assert receiver.requests[3]["body"] == bodies[0]
     assert receiver.requests[3]["headers"]["abaxus-delivery-attempt"] == "4"
     assert_signed(receiver.requests[3], hook["secret"])
     assert len(deliveries(app, hook["id"])) == 1
@@ -256,11 +274,13 @@ def test_a_redirecting_receiver_is_never_followed_and_is_given_up_after_the_wind
             assert app.post("/v1/invoices", json=APRIL).status_code == 201
             wait_until(lambda: deliveries(app, hook["id"])[0]["status"] == "failed", timeout=30)
             [delivery] = deliveries(app, hook["id"])
-            assert delivery["next_attempt_at"] is None and delivery["last_status_code"] == 302
+            assert delivery["next_attempt_at"] is None
+            assert delivery["last_status_code"] == 302
             assert delivery["attempt_count"] == len(delivery["attempts"]) >= 2
             assert {a["status_code"] for a in delivery["attempts"]} == {302}
             assert delivery["last_error"] == "the endpoint answered HTTP 302 (redirects are not followed)"
-            assert len(receiver.requests) == delivery["attempt_count"] and other.requests == []
+            assert len(receiver.requests) == delivery["attempt_count"]
+            assert other.requests == []
     finally:
         other.close()
 
@@ -274,7 +294,8 @@ def test_a_hanging_receiver_never_holds_up_an_api_answer(app: TestClient[Any], r
     # While that delivery hangs, a second customer is set up and invoiced: every answer comes back.
     catalog(app, {**CUSTOMER, "id": "cust_globex"})
     assert app.post("/v1/invoices", json={**APRIL, "customer_id": "cust_globex"}).status_code == 201
-    assert receiver.in_flight >= 1 and receiver.requests == []
+    assert receiver.in_flight >= 1
+    assert receiver.requests == []
     receiver.hold.set()
     wait_until(lambda: {d["status"] for d in deliveries(app, hook["id"])} == {"succeeded"}
                and len(deliveries(app, hook["id"])) == 2, timeout=30)
@@ -294,11 +315,13 @@ def test_a_bulk_run_announces_each_invoice_it_issues_and_disabling_stops_pending
     wait_until(lambda: app.get(f"/v1/jobs/{job['job_id']}").json()["status"] == "succeeded", timeout=60)
     wait_until(lambda: len({e["data"]["customer_id"] for e in receiver.events()}) == 3, timeout=30)
     found = deliveries(app, hook["id"])
-    assert len(found) == 3 and len({d["event_id"] for d in found}) == 3
+    assert len(found) == 3
+    assert len({d["event_id"] for d in found}) == 3
     assert deliveries(app, idle["id"]) == []
     assert app.delete(f"/v1/webhook-endpoints/{hook['id']}").status_code == 200
     after = deliveries(app, hook["id"])
-    assert {d["status"] for d in after} == {"failed"} and {d["next_attempt_at"] for d in after} == {None}
+    assert {d["status"] for d in after} == {"failed"}
+    assert {d["next_attempt_at"] for d in after} == {None}
     assert {d["last_error"] for d in after} == {"the endpoint was disabled"}
     assert error_of(app.post(f"/v1/webhook-endpoints/{hook['id']}/deliveries/{after[0]['id']}/redeliver", json={})) \
         == (409, "WEBHOOK_ENDPOINT_DISABLED", None)
@@ -336,13 +359,18 @@ def test_paid_payment_failed_and_adjusted_invoices_are_announced(stripe_app: Tes
     # Deliveries run in parallel: receivers get no order guarantee, only each event at least once.
     by_type = {e["type"]: e for e in receiver.events()}
     failed, paid_event, adjusted = (by_type[t] for t in ("invoice.payment_failed", "invoice.paid", "invoice.adjusted"))
-    assert failed["type"] == "invoice.payment_failed" and failed["data"]["invoice_id"] == invoice["id"]
-    assert failed["data"]["status"] == "issued" and failed["data"]["attempt"] == 1
+    assert failed["type"] == "invoice.payment_failed"
+    assert failed["data"]["invoice_id"] == invoice["id"]
+    assert failed["data"]["status"] == "issued"
+    assert failed["data"]["attempt"] == 1
     assert failed["data"]["decline_code"] == "card_declined"
-    assert paid_event["type"] == "invoice.paid" and paid_event["data"]["status"] == "paid"
+    assert paid_event["type"] == "invoice.paid"
+    assert paid_event["data"]["status"] == "paid"
     assert paid_event["data"]["payment_intent_id"] == paid.json()["payment_intent_id"]
-    assert paid_event["data"]["source"] == "charge" and paid_event["data"]["paid_at"] is not None
-    assert adjusted["type"] == "invoice.adjusted" and adjusted["data"]["invoice_id"] == invoice["id"]
+    assert paid_event["data"]["source"] == "charge"
+    assert paid_event["data"]["paid_at"] is not None
+    assert adjusted["type"] == "invoice.adjusted"
+    assert adjusted["data"]["invoice_id"] == invoice["id"]
     assert adjusted["data"]["adjustment_invoice_id"] == adjustment.json()["id"]
     # 200,000 late calls: tier 2 bills 100,000 × 0.0001 = 10.00 usd.
     assert adjusted["data"]["adjustment_total_amount"] == adjustment.json()["total_amount"] == 1_000
@@ -384,7 +412,9 @@ def test_a_server_killed_before_the_delivery_lands_delivers_it_after_restart(
             wait_until(lambda: deliveries(c, hook["id"])[0]["status"] == "succeeded", timeout=30)
             [delivery] = deliveries(c, hook["id"])
         statuses = [r["status"] for r in receiver.requests]
-        assert statuses.count(200) == 1 and statuses[-1] == 200 and len(statuses) > tried
+        assert statuses.count(200) == 1
+        assert statuses[-1] == 200
+        assert len(statuses) > tried
         event = json.loads(receiver.requests[0]["body"])
         assert {json.loads(r["body"])["id"] for r in receiver.requests} == {event["id"]} == {delivery["event_id"]}
         assert {r["body"] for r in receiver.requests} == {receiver.requests[0]["body"]}
@@ -392,7 +422,8 @@ def test_a_server_killed_before_the_delivery_lands_delivers_it_after_restart(
         for request in receiver.requests:
             assert_signed(request, hook["secret"])
         # Attempts recorded before the kill survive it; one in flight at the kill may be unrecorded.
-        assert delivery["attempts"][-1]["status_code"] == 200 and delivery["attempt_count"] == len(delivery["attempts"])
+        assert delivery["attempts"][-1]["status_code"] == 200
+        assert delivery["attempt_count"] == len(delivery["attempts"])
         assert len(statuses) - 1 <= delivery["attempt_count"] <= len(statuses)
         assert receiver.requests[-1]["headers"]["abaxus-delivery-attempt"] == str(delivery["attempt_count"])
     finally:

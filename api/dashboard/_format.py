@@ -8,7 +8,7 @@ each ``<time>`` into the viewer's zone and leaves the UTC instant in its ``title
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -67,7 +67,7 @@ def quantity(value: Any) -> str:
 
 
 def _parse(instant: str) -> datetime:
-    return datetime.fromisoformat(instant.replace("Z", "+00:00")).astimezone(timezone.utc)
+    return datetime.fromisoformat(instant.replace("Z", "+00:00")).astimezone(UTC)
 
 
 def local_time(instant: Any, style: str = "datetime") -> Markup:

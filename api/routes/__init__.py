@@ -5,8 +5,9 @@ the ``limit``/``cursor`` paging parameters (a dependency, so the OpenAPI documen
 on every list operation), and typed answers.
 """
 
+from collections.abc import Callable
 from functools import partial
-from typing import Annotated, Any, Callable, TypeVar, cast
+from typing import Annotated, Any, TypeVar, cast
 
 import anyio.to_thread
 import msgspec

@@ -5,7 +5,6 @@ from __future__ import annotations
 from decimal import Decimal
 
 import msgspec
-
 from litestar import Response, get
 from sqlalchemy import Engine
 

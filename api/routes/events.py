@@ -8,7 +8,7 @@ from litestar import Request, Response, get, post
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
 
-from abaxus.api.contract import ERRORS, RawBody, StrictBody, errors
+from abaxus.api.contract import RawBody, StrictBody, errors
 from abaxus.api.responses import json_response
 from abaxus.api.routes import Paging, page, run
 from abaxus.billing.usage import event_out
@@ -22,7 +22,7 @@ from abaxus.store.paging import event_cursor, parse_event_cursor
 from abaxus.store.usage import UsageStore
 from abaxus.timefmt import parse_timestamp
 
-__all__ = ["From", "Instant", "ROUTES", "time_range"]
+__all__ = ["ROUTES", "From", "Instant", "time_range"]
 
 EventPage = page_of(EventOut)
 BODY = (400, 413, 415)
@@ -52,7 +52,8 @@ def _batch_raws(raw: bytes) -> list[bytes]:
     body = decode_json(raw, EventBatchIn, shape=EventBatchTyped)
     require_utf8(raw)  # the events are kept raw: checked once here, not one by one as 422s
     if len(body.events) > MAX_BATCH:
-        raise AbaxusError("PAYLOAD_TOO_LARGE", f"Send at most {MAX_BATCH} events per batch; split the rest.", "events", status=413)
+        raise AbaxusError("PAYLOAD_TOO_LARGE", f"Send at most {MAX_BATCH} events per batch; split the rest.", "events",
+                          status=413)
     if not body.events:
         raise InvalidInput("VALIDATION_ERROR", "Send 1–1,000 events.", "events")
     return [bytes(raw) for raw in body.events]

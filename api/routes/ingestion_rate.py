@@ -19,7 +19,7 @@ from abaxus.schemas.responses import Out
 from abaxus.store.usage import UsageStore
 from abaxus.timefmt import format_ms, now_ms
 
-__all__ = ["IngestionMinute", "IngestionRate", "ROUTES"]
+__all__ = ["ROUTES", "IngestionMinute", "IngestionRate"]
 
 MINUTE_MS = 60_000
 

@@ -7,7 +7,7 @@ from typing import Any
 from litestar import Request, Response, post
 
 from abaxus.api.body import read_raw
-from abaxus.api.contract import NO_AUTH, ERRORS, StrictBody, errors
+from abaxus.api.contract import ERRORS, NO_AUTH, StrictBody, errors
 from abaxus.api.routes import run, typed
 from abaxus.api.routes.invoices import actor
 from abaxus.billing.payments import Payments

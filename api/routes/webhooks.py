@@ -10,7 +10,13 @@ from sqlalchemy import Engine
 from abaxus.api.contract import StrictBody, errors
 from abaxus.api.routes import Paging, page, run, typed
 from abaxus.billing.webhooks import (
-    create_endpoint, disable_endpoint, get_delivery, get_endpoint, list_deliveries, list_endpoints, patch_endpoint,
+    create_endpoint,
+    disable_endpoint,
+    get_delivery,
+    get_endpoint,
+    list_deliveries,
+    list_endpoints,
+    patch_endpoint,
     redeliver,
 )
 from abaxus.schemas.invoices import EmptyIn

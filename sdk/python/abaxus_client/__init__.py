@@ -13,10 +13,22 @@ from abaxus_client._retry import RetryEvent, RetryPolicy
 from abaxus_client._version import __version__
 from abaxus_client.batcher import AsyncEventBatcher, EventBatcher
 from abaxus_client.client import AsyncClient, Client
-from abaxus_client.errors import (AbaxusError, APIConnectionError, APITimeoutError, AuthenticationError,
-                                  BadRequestError, ConflictError, InternalServerError, NotFoundError,
-                                  PayloadTooLargeError, PaymentFailedError, PermissionDeniedError, RateLimitedError,
-                                  UnavailableError, ValidationError)
+from abaxus_client.errors import (
+    AbaxusError,
+    APIConnectionError,
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    ConflictError,
+    InternalServerError,
+    NotFoundError,
+    PayloadTooLargeError,
+    PaymentFailedError,
+    PermissionDeniedError,
+    RateLimitedError,
+    UnavailableError,
+    ValidationError,
+)
 from abaxus_client.models import UNSET, Charge, Entitlement, Event, Tier
 
 __all__ = [

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from datetime import datetime, timezone
-from functools import lru_cache
 from collections.abc import Hashable
+from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any, TypeVar, cast
 
 import msgspec
@@ -44,13 +44,13 @@ def to_timestamp(value: str | datetime, name: str = "timestamp") -> str:
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError(f"{name}: pass a timezone-aware datetime (e.g. tzinfo=timezone.utc); "
                          "Abaxus refuses timestamps without an offset (TIMESTAMP_NOT_ZONED).")
-    text = value.astimezone(timezone.utc).isoformat(timespec="milliseconds")
+    text = value.astimezone(UTC).isoformat(timespec="milliseconds")
     return text.replace("+00:00", "Z")
 
 
 def parse_timestamp(value: str) -> datetime:
     """A response timestamp (``2026-04-30T23:59:59Z``) as an aware UTC datetime."""
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(timezone.utc)
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
 
 
 def event_id_for(idempotency_key: str) -> str:

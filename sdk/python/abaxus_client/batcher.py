@@ -118,18 +118,17 @@ class EventBatcher:
 
     def flush(self, *, timeout: float | None = None) -> list[EventResult]:
         """Send everything added so far, wait for the answers, and return the results since the last flush."""
-        with self._flush_lock:
-            with self._cond:
-                target = self._ledger.request_flush()
-                self._cond.notify_all()
-                deadline = None if timeout is None else time.monotonic() + timeout
-                while not self._ledger.window_done(target):
-                    self._check_failure()
-                    remaining = None if deadline is None else deadline - time.monotonic()
-                    if remaining is not None and remaining <= 0:
-                        raise TimeoutError(_timeout_message(self._ledger, target, timeout, self.last_error))
-                    self._cond.wait(remaining)
-                return self._ledger.pop_window(target)
+        with self._flush_lock, self._cond:
+            target = self._ledger.request_flush()
+            self._cond.notify_all()
+            deadline = None if timeout is None else time.monotonic() + timeout
+            while not self._ledger.window_done(target):
+                self._check_failure()
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise TimeoutError(_timeout_message(self._ledger, target, timeout, self.last_error))
+                self._cond.wait(remaining)
+            return self._ledger.pop_window(target)
 
     def close(self, *, timeout: float | None = None) -> list[EventResult]:
         """Flush everything, stop the sender, and return the last results. Later ``add`` calls fail.
@@ -195,7 +194,7 @@ class EventBatcher:
                 with self._cond:
                     self._ledger.resolve(chunk, outcome)
                     self._cond.notify_all()
-        except BaseException as exc:  # never die silently: flush() and add() re-raise it
+        except BaseException as exc:  # noqa: BLE001 - never die silently: flush() and add() re-raise it
             with self._cond:
                 self._failure = exc
                 self._cond.notify_all()
@@ -249,7 +248,7 @@ class AsyncEventBatcher:
         async with cond:
             try:
                 await asyncio.wait_for(cond.wait_for(self._room_or_closed), timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 raise TimeoutError(f"The batcher has held {self._ledger.max_buffered} events for {timeout:g} s: the "
                                    f"server is slow or refusing ({self.last_error}). Retry add() later.") from None
             self._check_open()
@@ -269,7 +268,7 @@ class AsyncEventBatcher:
             try:
                 await asyncio.wait_for(cond.wait_for(lambda: self._failure is not None
                                                      or self._ledger.window_done(target)), timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 raise TimeoutError(_timeout_message(self._ledger, target, timeout, self.last_error)) from None
             self._check_failure()
             return self._ledger.pop_window(target)
@@ -328,7 +327,7 @@ class AsyncEventBatcher:
                             return
                         try:
                             await asyncio.wait_for(cond.wait(), due)
-                        except asyncio.TimeoutError:
+                        except TimeoutError:
                             pass
                     chunk = self._ledger.take()
                 outcome = await self._deliver(chunk)

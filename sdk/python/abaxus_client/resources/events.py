@@ -15,7 +15,7 @@ from abaxus_client._encoding import to_timestamp
 from abaxus_client._pagination import AsyncPaginator, Paginator
 from abaxus_client._transport import Call
 from abaxus_client.batcher import AsyncEventBatcher, EventBatcher, EventLike
-from abaxus_client.models import BatchResult, Event, EventAck, EventVoid, Page, StoredEvent, Timestamp, VoidResult
+from abaxus_client.models import BatchResult, EventAck, EventVoid, Page, StoredEvent, Timestamp, VoidResult
 from abaxus_client.resources._base import AsyncResource, SyncResource
 
 __all__ = ["AsyncEvents", "Events"]

@@ -6,8 +6,21 @@ from typing import TypeVar
 
 from abaxus_client._pagination import AsyncPaginator, Paginator
 from abaxus_client._transport import Call
-from abaxus_client.models import (UNSET, AuditEntry, BulkInvoiceRequest, Invoice, InvoiceArchive, InvoiceCreate,
-                                  JobRef, LineItemEventsPage, Page, Payment, StoredEvent, Timestamp, UnsetType)
+from abaxus_client.models import (
+    UNSET,
+    AuditEntry,
+    BulkInvoiceRequest,
+    Invoice,
+    InvoiceArchive,
+    InvoiceCreate,
+    JobRef,
+    LineItemEventsPage,
+    Page,
+    Payment,
+    StoredEvent,
+    Timestamp,
+    UnsetType,
+)
 from abaxus_client.resources._base import AsyncResource, SyncResource, seg
 
 __all__ = ["AsyncInvoices", "Invoices"]

@@ -6,8 +6,7 @@ from collections.abc import Sequence
 
 from abaxus_client._pagination import AsyncPaginator, Paginator
 from abaxus_client._transport import Call
-from abaxus_client.models import (UNSET, Charge, Entitlement, Page, PricePlan, PricePlanCreate, Timestamp,
-                                  UnsetType)
+from abaxus_client.models import UNSET, Charge, Entitlement, Page, PricePlan, PricePlanCreate, Timestamp, UnsetType
 from abaxus_client.models.catalog import BillingPeriod
 from abaxus_client.resources._base import AsyncResource, SyncResource, seg
 

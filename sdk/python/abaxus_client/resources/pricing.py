@@ -5,8 +5,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from abaxus_client._transport import Call
-from abaxus_client.models import (UNSET, Calculation, DecimalLike, Preview, PricingCalculateRequest,
-                                  PricingPreviewRequest, Timestamp, UnsetType)
+from abaxus_client.models import (
+    UNSET,
+    Calculation,
+    DecimalLike,
+    Preview,
+    PricingCalculateRequest,
+    PricingPreviewRequest,
+    Timestamp,
+    UnsetType,
+)
 from abaxus_client.resources._base import AsyncResource, SyncResource
 
 __all__ = ["AsyncPricing", "Pricing"]

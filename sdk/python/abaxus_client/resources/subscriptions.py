@@ -6,8 +6,7 @@ from typing import Literal
 
 from abaxus_client._pagination import AsyncPaginator, Paginator
 from abaxus_client._transport import Call
-from abaxus_client.models import (UNSET, Amendment, AmendmentCreate, Page, Subscription, SubscriptionCreate,
-                                  Timestamp, UnsetType)
+from abaxus_client.models import UNSET, Amendment, AmendmentCreate, Page, Subscription, SubscriptionCreate, Timestamp, UnsetType
 from abaxus_client.resources._base import AsyncResource, SyncResource, seg
 
 __all__ = ["AsyncSubscriptions", "Subscriptions"]
