@@ -17,18 +17,31 @@ from litestar.di import Provide
 from sqlalchemy import Engine
 
 from abaxus import __version__
+from abaxus.api import dashboard
 from abaxus.api.auth import AuthMiddleware, RateLimiter
 from abaxus.api.contract import JsonNumberSchema, openapi_config
 from abaxus.api.errors import EXCEPTION_HANDLERS
 from abaxus.api.idempotency import IdempotencyMiddleware
 from abaxus.api.observability import LatencyMiddleware
-from abaxus.api import dashboard
-from abaxus.api.routes import ingestion_rate, paging
 from abaxus.api.routes import (
-    api_keys, customers, entitlements, events, health, invoices, metrics, payments, price_plans, subscriptions, usage,
+    alerts,
+    api_keys,
+    coupons,
+    credits,
+    customers,
+    entitlements,
+    events,
+    health,
+    ingestion_rate,
+    invoices,
+    metrics,
+    paging,
+    payments,
+    price_plans,
+    subscriptions,
+    usage,
+    webhooks,
 )
-from abaxus.api.routes import alerts, webhooks
-from abaxus.api.routes import coupons, credits
 from abaxus.api.state import Services, dependencies
 from abaxus.billing.alerts import AlertEvaluator
 from abaxus.billing.api_keys import any_keys, create_key
@@ -71,7 +84,8 @@ def open_services(settings: Settings, engine: Engine, telemetry: Telemetry) -> S
                     invoicing=invoicing, bulk=BulkInvoicing(engine, invoicing), payments=Payments(engine, settings))
 
 
-def _lifespan(settings: Settings, engine: Engine, telemetry: Telemetry) -> Callable[[Litestar], AbstractAsyncContextManager[None]]:
+def _lifespan(settings: Settings, engine: Engine,
+              telemetry: Telemetry) -> Callable[[Litestar], AbstractAsyncContextManager[None]]:
     """Open every part at start-up and start the dataflow and interrupted bulk runs; close all at shutdown."""
 
     @asynccontextmanager

@@ -119,9 +119,11 @@ class AuthMiddleware(ASGIMiddleware):
         if decision is not None and not decision.allowed:
             retry = max(decision.reset - int(time.time()), 1)
             raise AbaxusError("RATE_LIMITED", f"Over {self.limiter.per_minute} requests this minute; retry in {retry} s.",
-                              status=429, headers={"Retry-After": str(retry), **{k.decode(): v.decode() for k, v in limit_headers}})
+                              status=429,
+                              headers={"Retry-After": str(retry), **{k.decode(): v.decode() for k, v in limit_headers}})
         if scope["method"] not in ("OPTIONS",) and key.scope not in allowed_scopes(scope["method"], scope["path"]):
-            raise Forbidden("INSUFFICIENT_SCOPE", f"This key's scope '{key.scope}' does not allow {scope['method']} {scope['path']}.")
+            raise Forbidden("INSUFFICIENT_SCOPE",
+                            f"This key's scope '{key.scope}' does not allow {scope['method']} {scope['path']}.")
         scope.setdefault("state", {})["api_key"] = key
 
         async def send_with_headers(message: Message) -> None:

@@ -12,9 +12,11 @@ invoice draws is written with it and two invoices issued at once never draw the 
 
 from __future__ import annotations
 
+import builtins
 import dataclasses
+from collections.abc import Callable
 from decimal import Decimal
-from typing import Any, Callable
+from typing import Any
 
 import msgspec
 from sqlalchemy import Engine, insert, select, update
@@ -101,12 +103,14 @@ class Invoicing:
         from abaxus.billing.plans import active_version
 
         with self.engine.connect() as conn:
-            pv = load_version(conn, plan_id, plan_version, "plan_id") if plan_version is not None else active_version(conn, plan_id)
+            pv = (load_version(conn, plan_id, plan_version, "plan_id") if plan_version is not None
+                  else active_version(conn, plan_id))
             charged = {c.metric_key for c in pv.charges if c.metric_key}
             quantities: dict[tuple[str, str, int], Decimal] = {}
             for key, value in usage.items():
                 if key not in charged:
-                    raise InvalidInput("UNKNOWN_METRIC", f"Plan '{plan_id}' v{pv.version} does not charge '{key}'.", f"usage.{key}")
+                    raise InvalidInput("UNKNOWN_METRIC", f"Plan '{plan_id}' v{pv.version} does not charge '{key}'.",
+                                       f"usage.{key}")
                 q = parse_decimal(value, f"usage.{key}", max_places=10, upper=Decimal(10) ** 18)
                 quantities[("preview", key, 0)] = q
             window = Window({"id": "preview", "customer_id": ""}, pv, 0, 0, 0, 1)
@@ -131,7 +135,8 @@ class Invoicing:
                 raise NotFound("CALCULATION_NOT_FOUND", f"No calculation '{calculation_id}'.", "calculation_id")
             if row["expires_at"] <= now_ms():
                 raise InvalidInput("CALCULATION_EXPIRED", "The calculation is over 24 h old; calculate again.", "calculation_id")
-            windows = choose_subscription(conn, customer_id, cutoff_ms, subscription_id) if row["customer_id"] == customer_id else []
+            windows = (choose_subscription(conn, customer_id, cutoff_ms, subscription_id)
+                       if row["customer_id"] == customer_id else [])
             window = windows[-1] if windows else None
             if (window is None or row["subscription_id"] != window.subscription["id"]
                     or row["cutoff"] != cutoff_ms // 1000 * 1000):
@@ -286,7 +291,7 @@ class Invoicing:
         return {"rows": rows, "limit": limit, "event_count": line["event_count"], "events_checksum": line["events_checksum"]}
 
     @staticmethod
-    def _windows_of(conn: Any, inv: dict[str, Any]) -> list[Window]:
+    def _windows_of(conn: Any, inv: dict[str, Any]) -> builtins.list[Window]:  # `list` here is Invoicing.list
         """The windows a standard invoice priced: its subscription's, at its cutoff."""
         return billable_windows(conn, load_subscription(conn, inv["subscription_id"]), inv["period_end"])
 

@@ -110,7 +110,8 @@ def _charge(i: int, c: ChargeIn, active_metrics: dict[str, dict[str, Any]]) -> C
         raise InvalidInput("INVALID_ID", "Charge ids are 1–64 characters of letters, digits, '_', '.' or '-'.", f"{at}.id")
     for name in _PRICE_FIELDS:
         if getattr(c, name) is not None and name not in _USAGE_FIELDS[c.pricing_model]:
-            raise InvalidInput("INVALID_FIELD", f"'{name}' is not used by the {c.pricing_model} model; remove it.", f"{at}.{name}")
+            raise InvalidInput("INVALID_FIELD", f"'{name}' is not used by the {c.pricing_model} model; remove it.",
+                               f"{at}.{name}")
     metric_name = None
     if c.pricing_model == "flat_fee":
         if c.metric_key is not None:
@@ -120,9 +121,11 @@ def _charge(i: int, c: ChargeIn, active_metrics: dict[str, dict[str, Any]]) -> C
             raise InvalidInput("MISSING_FIELD", "A usage charge needs 'metric_key'.", f"{at}.metric_key")
         metric = active_metrics.get(c.metric_key)
         if metric is None:
-            raise InvalidInput("UNKNOWN_METRIC", f"No metric '{c.metric_key}'; create it with POST /v1/metrics first.", f"{at}.metric_key")
+            raise InvalidInput("UNKNOWN_METRIC", f"No metric '{c.metric_key}'; create it with POST /v1/metrics first.",
+                               f"{at}.metric_key")
         if metric["status"] != "active":
-            raise InvalidInput("METRIC_INACTIVE", f"Metric '{c.metric_key}' is deactivated; price an active one.", f"{at}.metric_key")
+            raise InvalidInput("METRIC_INACTIVE", f"Metric '{c.metric_key}' is deactivated; price an active one.",
+                               f"{at}.metric_key")
         metric_name = metric["name"]
     if c.description is not None:
         v.text(c.description, f"{at}.description", max_len=500)
@@ -176,7 +179,9 @@ def _entitlements(body: PlanCreate, all_metrics: dict[str, dict[str, Any]]) -> l
         at = f"entitlements.{i}"
         v.key(e.feature_key, f"{at}.feature_key")
         if e.feature_key in seen:
-            raise InvalidInput("VALIDATION_ERROR", f"Feature '{e.feature_key}' appears twice; feature keys are unique per version.", f"{at}.feature_key")
+            raise InvalidInput("VALIDATION_ERROR",
+                               f"Feature '{e.feature_key}' appears twice; feature keys are unique per version.",
+                               f"{at}.feature_key")
         seen.add(e.feature_key)
         if e.type == "boolean" and not isinstance(e.value, bool):
             raise InvalidInput("INVALID_FIELD", "A boolean entitlement's value is true or false.", f"{at}.value")
@@ -211,7 +216,8 @@ def create_plan_version(engine: Engine, body: PlanCreate) -> PlanOut:
     seen: set[str] = set()
     for i, c in enumerate(charges):
         if c.id in seen:
-            raise InvalidInput("DUPLICATE_CHARGE_ID", f"Charge id '{c.id}' is used twice; charge ids are unique per version.", f"charges.{i}.id")
+            raise InvalidInput("DUPLICATE_CHARGE_ID", f"Charge id '{c.id}' is used twice; charge ids are unique per version.",
+                               f"charges.{i}.id")
         seen.add(c.id)
     entitlements = _entitlements(body, known)
     minimum = Minimum(_price(body.minimum.amount, "minimum.amount")) if body.minimum is not None else None
@@ -321,7 +327,8 @@ def active_version(conn: Connection, plan_id: str, field: str = "plan_id") -> Pl
     for number, status in statuses(versions, now_ms()).items():
         if status == "active":
             return next(p for p in versions if p.version == number)
-    raise InvalidInput("PLAN_VERSION_DEPRECATED", f"Plan '{plan_id}' has no active version; name a plan_version or publish a new one.", field)
+    raise InvalidInput("PLAN_VERSION_DEPRECATED",
+                       f"Plan '{plan_id}' has no active version; name a plan_version or publish a new one.", field)
 
 
 def subscribable_version(conn: Connection, plan_id: str, version: int | None, field: str = "plan_id") -> PlanVersion:

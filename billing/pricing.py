@@ -112,7 +112,8 @@ def choose_subscription(conn: Connection, customer_id: str, cutoff_ms: int, subs
     if not billable:
         raise InvalidInput("NO_ACTIVE_SUBSCRIPTION", "No subscription of this customer is billable at the cutoff.", "cutoff_date")
     if len(billable) > 1:
-        raise InvalidInput("SUBSCRIPTION_ID_REQUIRED", "The customer has several billable subscriptions; name one.", "subscription_id")
+        raise InvalidInput("SUBSCRIPTION_ID_REQUIRED", "The customer has several billable subscriptions; name one.",
+                           "subscription_id")
     return billable[0]
 
 

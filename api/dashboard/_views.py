@@ -13,7 +13,7 @@ import asyncio
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -29,7 +29,14 @@ from abaxus.api.dashboard._client import Api, ApiError
 from abaxus.api.dashboard._diff import plan_changes
 from abaxus.api.dashboard._format import FILTERS, quantity, utc_text
 from abaxus.api.dashboard._session import (
-    Session, check_csrf, clear_session, read_session, set_pre_token, set_session, signin_token_ok, well_formed_key,
+    Session,
+    check_csrf,
+    clear_session,
+    read_session,
+    set_pre_token,
+    set_session,
+    signin_token_ok,
+    well_formed_key,
 )
 
 __all__ = ["BASE", "HANDLERS", "not_found_page"]
@@ -130,11 +137,11 @@ def _redirect(path: str, done: str | None = None) -> Response[Any]:
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _iso(dt: datetime) -> str:
-    return dt.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _parse(instant: str) -> datetime:
