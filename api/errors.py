@@ -34,7 +34,7 @@ def _abaxus(_: Request[Any, Any, Any], exc: AbaxusError) -> Response[bytes]:
 _MISSING_PARAM = re.compile(r"Missing required (?P<kind>(?:query |header |path |cookie )?)parameter '(?P<name>[^']+)'")
 
 
-def as_abaxus_error(exc: BaseException, method: str, path: str) -> AbaxusError:
+def as_abaxus_error(exc: BaseException, method: str, path: str) -> AbaxusError:  # noqa: PLR0911 - one return per kind of error mapped
     """The contract's error for any exception: the one mapping, for the body and for the metrics."""
     if isinstance(exc, AbaxusError):
         return exc

@@ -74,7 +74,8 @@ def decimal_loop(quantities: list[Decimal]) -> list[int]:
     lowers = [Decimal(0), Decimal(1000), Decimal(100000)]
     for q in quantities:
         total = 0
-        for (up_to, price), lo in zip([(1000, Decimal(0)), (100000, Decimal("0.0001")), (None, Decimal("0.00005"))], lowers):
+        for (up_to, price), lo in zip([(1000, Decimal(0)), (100000, Decimal("0.0001")), (None, Decimal("0.00005"))], lowers,
+                                  strict=True):
             units = max(q - lo, Decimal(0))
             if up_to is not None:
                 units = min(units, Decimal(up_to) - lo)

@@ -123,7 +123,7 @@ class BulkInvoicing:
         except Exception as exc:  # the job itself could not run
             log.error("bulk_job_failed", job_id=job_id, exc_info=exc)
             self._set(job_id, status="failed", finished_at=now_ms(), **counts,
-                      errors=msgspec.json.encode(errors + [{"customer_id": None, "subscription_id": None,
+                      errors=msgspec.json.encode([*errors, {"customer_id": None, "subscription_id": None,
                                                             "error": "INTERNAL_ERROR"}]).decode())
 
     def join(self, timeout: float = 30) -> None:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 from msgspec import UNSET
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Connection, Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from abaxus.billing import _validate as v
@@ -76,7 +77,7 @@ def create_metric(engine: Engine, body: MetricCreate) -> MetricOut:
     return metric_out(row)
 
 
-def _load(conn, key: str) -> dict:  # type: ignore[no-untyped-def, type-arg]
+def _load(conn: Connection, key: str) -> dict[str, Any]:
     row = conn.execute(select(metrics).where(metrics.c.key == key)).mappings().first()
     if row is None:
         raise NotFound("METRIC_NOT_FOUND", f"No metric '{key}'; list them with GET /v1/metrics.")
@@ -88,7 +89,7 @@ def get_metric(engine: Engine, key: str) -> MetricOut:
         return metric_out(_load(conn, key))
 
 
-def all_metrics(engine: Engine) -> dict[str, dict]:  # type: ignore[type-arg]
+def all_metrics(engine: Engine) -> dict[str, dict[str, Any]]:
     """Every metric by key: the intake's in-memory view is built from this."""
     with engine.connect() as conn:
         return {r["key"]: dict(r) for r in conn.execute(select(metrics)).mappings()}

@@ -103,7 +103,7 @@ def _price(value: Decimal | None, field: str) -> Decimal:
     return parse_decimal(value, field, max_places=12, lower=Decimal(0), upper=MAX_PRICE)
 
 
-def _charge(i: int, c: ChargeIn, active_metrics: dict[str, dict[str, Any]]) -> Charge:
+def _charge(i: int, c: ChargeIn, active_metrics: dict[str, dict[str, Any]]) -> Charge:  # noqa: PLR0912 - one branch per rule a charge must meet
     at = f"charges.{i}"
     cid = c.id if c.id is not None else f"chg_{i + 1}"
     if c.id is not None and not (1 <= len(c.id) <= 64 and CLIENT_ID_RE.fullmatch(c.id)):

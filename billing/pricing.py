@@ -178,7 +178,8 @@ def _line(charge: Charge, currency: str, quantity: Decimal, amount: int, rated: 
     return line
 
 
-def price_windows(usage: UsageStore, windows: list[Window], specs: list[MetricSpec], as_of_ms: int | None,
+def price_windows(usage: UsageStore, windows: list[Window], specs: list[MetricSpec],  # noqa: PLR0912 - one pass, every charge kind
+                  as_of_ms: int | None,
                   quantities: dict[tuple[str, str, int], Decimal] | None = None) -> list[Priced]:
     """Price every window; each charge is rated in one vectorised call across windows.
 

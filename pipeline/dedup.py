@@ -98,7 +98,7 @@ class DedupLogic(StatefulBatchLogic[Any, DedupResult, tuple[float, list[str]]]):
                 candidates = [keys[i] for i in unknown]
                 hits = self.bloom.might_contain(candidates)
                 if hits.any():
-                    stored = self.store_lookup([k for k, h in zip(candidates, hits) if h])
+                    stored = self.store_lookup([k for k, h in zip(candidates, hits, strict=True) if h])
                     for i in unknown:
                         if keys[i] in stored:
                             keep[i] = False

@@ -122,7 +122,7 @@ class EventValidator:
     def __init__(self, view: CatalogView) -> None:
         self.view = view
 
-    def _check(self, e: EventIn, now_ms: int, prefix: str) -> tuple[int, Decimal, list[tuple[str, str]]]:
+    def _check(self, e: EventIn, now_ms: int, prefix: str) -> tuple[int, Decimal, list[tuple[str, str]]]:  # noqa: PLR0912 - one branch per rule an event must meet
         if not (1 <= len(e.idempotency_key) <= 255):
             raise InvalidInput("IDEMPOTENCY_KEY_INVALID", "Send an idempotency_key of 1–255 characters.",
                                f"{prefix}idempotency_key")
@@ -166,7 +166,7 @@ class EventValidator:
             props = [(k, _prop_text(v)) for k, v in e.properties.items() if v is not None]
         return ms, value, props
 
-    def validate_batch(self, body: bytes) -> tuple[list[Accepted], list[Rejected], pa.RecordBatch | None] | None:
+    def validate_batch(self, body: bytes) -> tuple[list[Accepted], list[Rejected], pa.RecordBatch | None] | None:  # noqa: PLR0911 - one return per shape of answer
         """The columnar fast path for a batch body where every event is valid.
 
         One msgspec decode of the whole batch, checks over columns, one Arrow batch. Returns

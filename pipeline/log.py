@@ -170,7 +170,7 @@ class IntakeLog:
                         if not fut.done():
                             fut.set_exception(error)
                     continue
-                for (_, fut), pos in zip(group, positions):
+                for (_, fut), pos in zip(group, positions, strict=True):
                     if not fut.done():
                         fut.set_result(pos)
         finally:

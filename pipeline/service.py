@@ -9,6 +9,7 @@ dataflow behind them are this service's own.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 import pyarrow as pa
@@ -175,10 +176,8 @@ class Ingestion:
         now = now_ms()
         fresh = [k for k in unique if not before.get(k, False)]
         self._dataflow.register_pending_voids(fresh, reason, now)
-        try:
+        with contextlib.suppress(TimeoutError):  # still pending in the sink's set: stored voided when the dataflow catches up
             self._dataflow.progress.wait_through(self._log.durable_position, 10.0)
-        except TimeoutError:
-            pass  # still pending in the sink's set: stored voided when the dataflow catches up
         stored = self.usage.stored_events(fresh) if fresh else pa.table({})
         rows = {r["idempotency_key"]: r for r in stored.to_pylist()} if fresh else {}
         unvoided = [k for k, r in rows.items() if not r["voided"]]

@@ -119,7 +119,7 @@ def _integer_plan(quantities: pa.Array, terms: ChargeTerms, exponent: int) -> tu
     prices = _prices(terms)
     scale = max([_places(p) for p in prices] + [0])
     biggest_q = max([int(qn.max())] + [t.up_to for t in terms.tiers if t.up_to is not None])
-    biggest_p = max([p for p in prices] + [Decimal(0)]) * 2 * 10 ** scale + 1
+    biggest_p = max([*prices, Decimal(0)]) * 2 * 10 ** scale + 1
     if scale > 12 or biggest_q * biggest_p * 2 * 10 ** (exponent + 1) >= 2**62:
         return None
     return qn, scale

@@ -8,6 +8,7 @@ with Alembic; it is safe to run again.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
@@ -26,7 +27,7 @@ def open_engine(url: str) -> Engine:
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 
         @event.listens_for(engine, "connect")
-        def _sqlite_connect(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+        def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:  # the DB-API connection: untyped
             # pysqlite's implicit transactions off: Abaxus issues BEGIN itself (below).
             dbapi_conn.isolation_level = None
             cur = dbapi_conn.cursor()
@@ -36,7 +37,7 @@ def open_engine(url: str) -> Engine:
             cur.close()
 
         @event.listens_for(engine, "begin")
-        def _sqlite_begin_immediate(conn):  # type: ignore[no-untyped-def]
+        def _sqlite_begin_immediate(conn: Connection) -> None:
             # Take the write lock up front, so read-then-write transactions (compare-and-set
             # of an invoice, the next plan version) serialize instead of failing mid-way.
             conn.exec_driver_sql("BEGIN IMMEDIATE")

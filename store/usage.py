@@ -318,7 +318,7 @@ FROM {DB}.events FINAL WHERE NOT voided GROUP BY customer_id, metric_key, toStar
                f"ORDER BY timestamp {order}, idempotency_key {order} LIMIT %(lim)s")
         names = ["event_id", "idempotency_key", "customer_id", "metric_key", "value", "timestamp", "properties",
                  "ingested_at", "voided", "voided_at", "void_reason"]
-        return [dict(zip(names, row)) for row in self.client.query(sql, parameters=params).result_rows]
+        return [dict(zip(names, row, strict=True)) for row in self.client.query(sql, parameters=params).result_rows]
 
     def read_only_query(self, sql: str) -> Any:
         return self.client.query(sql, settings={"readonly": 1})

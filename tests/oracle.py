@@ -10,7 +10,7 @@ from decimal import ROUND_HALF_UP, Decimal, localcontext
 from typing import Any
 
 
-def aggregate(aggregation: str, events: list[dict[str, Any]], prop: str | None = None, p: Decimal | None = None) -> Decimal:
+def aggregate(aggregation: str, events: list[dict[str, Any]], prop: str | None = None, p: Decimal | None = None) -> Decimal:  # noqa: PLR0911 - one return per aggregation, as the spec lists them
     """events: dicts with value, ts, seq (ingestion order), key, props; already deduplicated."""
     if not events:
         return Decimal(0)
@@ -52,7 +52,7 @@ def price(model: str, q: Decimal, terms: dict[str, Any], exponent: int) -> tuple
     lowers = [Decimal(0)] + [Decimal(t[0]) for t in tiers[:-1]]
     if model == "tiered":
         amounts = []
-        for (up_to, unit, flat), lo in zip(tiers, lowers):
+        for (up_to, unit, flat), lo in zip(tiers, lowers, strict=True):
             units = max(q - lo, Decimal(0))
             if up_to is not None:
                 units = min(units, Decimal(up_to) - lo)
@@ -61,7 +61,7 @@ def price(model: str, q: Decimal, terms: dict[str, Any], exponent: int) -> tuple
     if model == "volume":
         if q == 0:
             return 0, []
-        for (up_to, unit, flat), lo in zip(tiers, lowers):
+        for (up_to, unit, flat), lo in zip(tiers, lowers, strict=True):
             if lo < q and (up_to is None or q <= up_to):
                 a = minor(q * unit + flat, exponent)
                 return a, [a]

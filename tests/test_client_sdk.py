@@ -135,7 +135,8 @@ def test_full_jitter_backoff_stays_under_the_capped_exponential_and_spreads():
     for attempt, cap in [(1, 0.5), (2, 1.0), (3, 2.0), (4, 4.0), (5, 4.0), (12, 4.0)]:
         waits = [policy.backoff(attempt, rng) for _ in range(2000)]
         assert all(0 <= w <= cap for w in waits)
-        assert max(waits) > 0.9 * cap and min(waits) < 0.1 * cap, "full jitter spans [0, cap]"
+        assert max(waits) > 0.9 * cap, "full jitter spans [0, cap]"
+        assert min(waits) < 0.1 * cap, "full jitter spans [0, cap]"
         assert abs(sum(waits) / len(waits) - cap / 2) < 0.05 * cap
 
 
@@ -224,10 +225,13 @@ def test_429_is_retried_after_retry_after_with_the_same_idempotency_key(loopback
         t0 = time.monotonic()
         customer = c.customers.create(id="cust_acme", name="Acme Corp")
         waited = time.monotonic() - t0
-    assert customer.id == "cust_acme" and customer.metadata == {}, "unknown response fields are ignored"
+    assert customer.id == "cust_acme", "unknown response fields are ignored"
+    assert customer.metadata == {}, "unknown response fields are ignored"
     assert waited >= 1.0, "Retry-After: 1 must be honoured"
     keys = [r["headers"].get("idempotency-key") for r in s.requests]
-    assert len(keys) == 2 and keys[0] and keys[0] == keys[1], "one Idempotency-Key per logical call"
+    assert len(keys) == 2, "one Idempotency-Key per logical call"
+    assert keys[0], "one Idempotency-Key per logical call"
+    assert keys[0] == keys[1], "one Idempotency-Key per logical call"
     assert [(e.status, e.attempt) for e in seen] == [(429, 1)]
     assert seen[0].delay >= 1.0
     assert json.loads(s.requests[0]["body"]) == {"id": "cust_acme", "name": "Acme Corp"}, "unset fields are not sent"
@@ -265,7 +269,8 @@ def test_reads_and_event_writes_carry_no_idempotency_key_but_are_retried(loopbac
     assert ack.event_id == event_id_for("k1")
     assert all("idempotency-key" not in r["headers"] for r in s.requests)
     bodies = [r["body"] for r in s.requests if r["path"] == "/v1/events"]
-    assert len(bodies) == 2 and bodies[0] == bodies[1], "a resent event is byte-identical"
+    assert len(bodies) == 2, "a resent event is byte-identical"
+    assert bodies[0] == bodies[1], "a resent event is byte-identical"
 
 
 @pytest.mark.parametrize(("status", "code", "cls"), [(400, "MALFORMED_JSON", AbaxusError),
@@ -367,7 +372,8 @@ def test_the_batcher_blocks_when_full_resends_the_same_bytes_and_reports_whole_r
         with c.events.batcher() as other, pytest.raises(ValueError, match="idempotency_key"):
             other.add({"customer_id": "cust_acme"})
     bodies = [r["body"] for r in s.requests if r["path"] == "/v1/events/batch"]
-    assert len(bodies) == 3 and bodies[0] == bodies[1], "the batch after a 503 is resent byte for byte"
+    assert len(bodies) == 3, "the batch after a 503 is resent byte for byte"
+    assert bodies[0] == bodies[1], "the batch after a 503 is resent byte for byte"
     assert batcher.totals == (10, 1)
 
 
@@ -579,14 +585,15 @@ def test_writes_during_a_server_restart_succeed_exactly_once(tmp_path: Path):
                        customer_id="cust_acme", cutoff_date="2026-04-30T23:59:59Z")))]
         for w in writers:
             w.start()
-        for w in writers + [restarter]:
+        for w in [*writers, restarter]:
             w.join(90)
-        assert "batch" in out and "invoice" in out, "a write did not survive the restart"
+        assert "batch" in out, "a write did not survive the restart"
+        assert "invoice" in out, "a write did not survive the restart"
         assert any(e.error for e in retried), "the writes never met the downtime"
 
         invoice_keys = {r.headers["idempotency-key"] for r in attempts if r.url.path == "/v1/invoices"}
-        assert sum(r.url.path == "/v1/invoices" for r in attempts) > 1 and len(invoice_keys) == 1, \
-            "every attempt of the invoice call carries the one Idempotency-Key"
+        assert sum(r.url.path == "/v1/invoices" for r in attempts) > 1, "the invoice call was retried"
+        assert len(invoice_keys) == 1, "every attempt of the invoice call carries the one Idempotency-Key"
         assert all("idempotency-key" not in r.headers for r in attempts if r.url.path.startswith("/v1/events"))
         assert out["batch"].accepted == 100
 
@@ -797,7 +804,7 @@ def _compare(doc: dict[str, Any], struct: Any, schema: dict[str, Any] | None, wh
     served, required = obj["properties"], set(obj.get("required", []))
     origin = typing.get_origin(struct) or struct
     hints = typing.get_type_hints(origin)
-    params = dict(zip(getattr(origin, "__parameters__", ()), typing.get_args(struct)))
+    params = dict(zip(getattr(origin, "__parameters__", ()), typing.get_args(struct), strict=True))
     fields = {f.encode_name: f for f in msgspec.structs.fields(origin)}
     for name in sorted(required - set(fields)):
         problems.append(f"{where}.{name}: served as required, missing from {origin.__name__}")

@@ -226,7 +226,7 @@ def test_concurrent_invoices_of_one_customer_never_overdraw_a_grant_in_the_store
                 record_drawdown(conn, f"inv_p{i}", customer_id, "usd", take, AT)
             with lock:
                 drawn.append(take)
-        except BaseException as exc:  # reported below: a thread's failure must fail the test
+        except BaseException as exc:  # noqa: BLE001 - reported below: a thread's failure must fail the test
             errors.append(exc)
 
     threads = [threading.Thread(target=issue, args=(i, t)) for i, t in enumerate(totals)]

@@ -160,7 +160,8 @@ def mutated(draw: st.DrawFn, base: dict[str, Any]) -> bytes:
 
 # ---- the contract ---------------------------------------------------------------------------
 def _error_shape(error: Any) -> None:
-    assert isinstance(error, dict) and {"code", "message", "field"} <= set(error), error
+    assert isinstance(error, dict), error
+    assert {"code", "message", "field"} <= set(error), error
     assert isinstance(error["code"], str)
     assert error["code"].isupper()
     assert isinstance(error["message"], str)

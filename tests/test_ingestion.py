@@ -67,7 +67,7 @@ def test_an_all_bad_batch_is_422_and_limits_are_enforced(acme):
 
 def test_duplicates_within_and_across_batches_single_and_backfill_count_once(acme):
     r = acme.post("/v1/events/batch", json={"events": [event("d1", 10), event("d1", 99), event("d2", 1)]})
-    assert [x["event_id"] for x in r.json()["results"]][0] == r.json()["results"][1]["event_id"]
+    assert r.json()["results"][0]["event_id"] == r.json()["results"][1]["event_id"]
     acme.post("/v1/events/batch", json={"events": [event("d1", 50), event("d2", 50)]})
     acme.post("/v1/events", json=event("d2", 70))
     r = acme.post("/v1/events/backfill", json={"events": [event("d1", 5), event("d3", 100), event("d3", 7)]})

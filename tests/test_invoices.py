@@ -116,7 +116,7 @@ def test_audit_trail_records_issue_and_archive_with_the_actor(acme):
     inv = acme.post("/v1/invoices", json=APRIL, headers=headers).json()
     acme.post(f"/v1/invoices/{inv['id']}/archive", json={"reason": "duplicate"})
     entries = acme.get(f"/v1/invoices/{inv['id']}/events").json()["data"]
-    assert [(e["type"], e["actor"]) for e in entries][0] == ("invoice.issued", key["id"])
+    assert (entries[0]["type"], entries[0]["actor"]) == ("invoice.issued", key["id"])
     assert entries[0]["data"] == {"total_amount": 4900, "line_count": 2, "calculation_id": None,
                                   "usage_as_of": inv["usage_as_of"]}
     assert entries[1]["type"] == "invoice.archived"

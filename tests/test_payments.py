@@ -90,7 +90,7 @@ def test_a_declined_card_keeps_the_invoice_issued_and_a_good_card_then_pays(bill
     assert error_of(r)[:2] == (402, "PAYMENT_FAILED")
     assert r.json()["error"]["decline_code"] == "card_declined"
     assert billing.get(f"/v1/invoices/{inv['id']}").json()["status"] == "issued"
-    _, good_pm = stripe_customer(localstripe_url)
+    _, _good_pm = stripe_customer(localstripe_url)
     sc = stripe_client(localstripe_url)
     good = sc.v1.payment_methods.create(params={"type": "card", "card": {"number": "4242424242424242", "exp_month": 12,
                                                                           "exp_year": 2030, "cvc": "123"}})

@@ -103,7 +103,7 @@ def test_the_storage_setting_takes_memory_or_redis_urls():
                                 "ABAXUS_RATE_LIMIT_PREFIX": "abaxus-prod"})
     assert (shared.rate_limit_storage, shared.rate_limit_prefix) == ("redis://:pw@10.0.0.5:6379/2", "abaxus-prod")
     assert "pw" not in repr(shared)
-    with pytest.raises(SettingsError, match="ABAXUS_RATE_LIMIT_STORAGE must be memory:// .* got memcached://…"):
+    with pytest.raises(SettingsError, match=r"ABAXUS_RATE_LIMIT_STORAGE must be memory:// .* got memcached://…"):
         Settings.from_env({"ABAXUS_RATE_LIMIT_STORAGE": "memcached://cache:11211"})
 
 

@@ -55,7 +55,7 @@ def _entitlement_summary(e: dict[str, Any]) -> str:
     return f"{e.get('type')} {e.get('value')}{tail}"
 
 
-def plan_changes(a: dict[str, Any], b: dict[str, Any]) -> list[Change]:
+def plan_changes(a: dict[str, Any], b: dict[str, Any]) -> list[Change]:  # noqa: PLR0912 - one branch per field the diff shows
     """Every difference from version ``a`` to version ``b``, plan fields first, then charges, then entitlements."""
     out: list[Change] = []
     for name in _PLAN_FIELDS:

@@ -25,8 +25,7 @@ MINUS = "\u2212"
 
 
 def _grouped(value: Decimal, places: int | None = None) -> str:
-    text = f"{abs(value):,.{places}f}" if places is not None else f"{abs(value.normalize()):,f}"
-    return text
+    return f"{abs(value):,.{places}f}" if places is not None else f"{abs(value.normalize()):,f}"
 
 
 def _with_currency(body: str, negative: bool, currency: str) -> str:

@@ -342,7 +342,7 @@ async def _daily_usage(api: Api, customer_id: str, start: datetime, end: datetim
     for i in range(0, len(days), 8):
         answers += await asyncio.gather(*(one(a, b) for a, b in days[i:i + 8]))
     per_metric: dict[str, list[Bar]] = {}
-    for (a, _b), answer in zip(days, answers):
+    for (a, _b), answer in zip(days, answers, strict=True):
         for row in answer["data"]:
             per_metric.setdefault(row["metric_key"], []).append(Bar(
                 a.strftime("%d"), Decimal(row["quantity"]),
@@ -377,7 +377,7 @@ async def customer(request: Request[Any, Any, Any], customer_id: str) -> Respons
         default_cutoff = ""
         if period_start is not None:
             default_cutoff = _iso(period_start - timedelta(seconds=1))
-        return render(ctx, "customer.html", customer=cust, subscriptions=list(zip(subscriptions, amendments)),
+        return render(ctx, "customer.html", customer=cust, subscriptions=list(zip(subscriptions, amendments, strict=True)),
                       entitlements=ents["entitlements"], invoices=invs["data"], next_cursor=invs["next_cursor"],
                       cursor=cursor, estimates=estimates, charts=charts, period_start=_iso(period_start) if period_start
                       else None, default_cutoff=default_cutoff, idem=secrets.token_hex(16))

@@ -46,7 +46,8 @@ async def summary(request: Request[Any, Any, Any], engine: Engine, ingestion: In
     customer_id = q["customer_id"]
     await run(_check_customer, engine, customer_id)
     start, end = time_range(request)
-    assert start is not None and end is not None
+    assert start is not None
+    assert end is not None
     metrics = ingestion.metrics()
     keys = resolve_metric(metrics, q.get("metric_key"))
     rows = await run(summary_rows, usage, metrics, customer_id, keys, start, end)

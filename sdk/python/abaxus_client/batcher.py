@@ -22,6 +22,7 @@ waited ``flush_interval_ms``, from a background thread (:class:`EventBatcher`) o
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -325,10 +326,8 @@ class AsyncEventBatcher:
                             break
                         if due is None and self._stopped:
                             return
-                        try:
+                        with contextlib.suppress(TimeoutError):
                             await asyncio.wait_for(cond.wait(), due)
-                        except TimeoutError:
-                            pass
                     chunk = self._ledger.take()
                 outcome = await self._deliver(chunk)
                 async with cond:

@@ -8,5 +8,5 @@ from abaxus_client.models.catalog import __all__ as _catalog
 from abaxus_client.models.events import *  # noqa: F403
 from abaxus_client.models.events import __all__ as _events
 
-__all__ = ["UNSET", "DecimalLike", "Page", "Request", "Response", "Timestamp", "UnsetType",
-           *_billing, *_catalog, *_events]
+__all__ = ["UNSET", "DecimalLike", "Page", "Request", "Response", "Timestamp", "UnsetType",  # noqa: PLE0604 - strings all:
+           *_billing, *_catalog, *_events]  # the submodules' own __all__ lists, unpacked
