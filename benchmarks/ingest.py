@@ -21,9 +21,13 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
+import clickhouse_connect
 import httpx
 import msgspec
 import pyarrow as pa
+
+from abaxus.settings import Settings
+from abaxus.store.usage import EVENT_SCHEMA, migrate_usage
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from server_process import ServerProcess
@@ -162,10 +166,6 @@ def stored_count(server: ServerProcess, customers: int) -> int:
 
 
 def raw_insert_rate(total: int, customers: int) -> float:
-    import clickhouse_connect
-
-    from abaxus.settings import Settings
-    from abaxus.store.usage import EVENT_SCHEMA, migrate_usage
 
     with tempfile.TemporaryDirectory() as d:
         settings = Settings(data_dir=Path(d))

@@ -27,7 +27,7 @@ from abaxus.billing.commercial import DISCOUNT, MINIMUM, TERM_MODELS, Applied, a
 from abaxus.billing.coupons import coupon_terms, live_discounts, record_redemptions
 from abaxus.billing.credits import record_drawdown, restore_drawdown, usable_grants
 from abaxus.billing.customers import load_customer
-from abaxus.billing.plans import load_version
+from abaxus.billing.plans import active_version, load_version
 from abaxus.billing.pricing import Priced, Window, billable_windows, choose_subscription, load_specs, price_windows
 from abaxus.billing.proration import credit_lines, mark_credited
 from abaxus.billing.subscriptions import load_subscription
@@ -100,8 +100,6 @@ class Invoicing:
         return body
 
     def preview(self, plan_id: str, plan_version: int | None, usage: dict[str, Any]) -> dict[str, Any]:
-        from abaxus.billing.plans import active_version
-
         with self.engine.connect() as conn:
             pv = (load_version(conn, plan_id, plan_version, "plan_id") if plan_version is not None
                   else active_version(conn, plan_id))

@@ -7,13 +7,20 @@ afterwards; they skip, saying why, only when no server answers.
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
+import psycopg
 import pytest
 from litestar.testing import TestClient
+from sqlalchemy import create_engine, text
 
 from abaxus.api.app import create_app
 from abaxus.settings import Settings
@@ -24,8 +31,6 @@ PG_ADMIN_URL = os.environ.get("ABAXUS_TEST_PG", "postgresql+psycopg://postgres@1
 
 def _pg_available() -> str | None:
     try:
-        import psycopg
-
         with psycopg.connect(PG_ADMIN_URL.replace("+psycopg", ""), connect_timeout=3):
             return None
     except Exception as exc:  # noqa: BLE001  # pragma: no cover - depends on the machine
@@ -38,7 +43,6 @@ def pg_database() -> Iterator[str]:
     reason = _pg_available()
     if reason:
         pytest.skip(reason)
-    import psycopg
 
     name = f"abaxus_test_{uuid.uuid4().hex[:12]}"
     admin = PG_ADMIN_URL.replace("+psycopg", "")
@@ -52,8 +56,6 @@ def pg_database() -> Iterator[str]:
 
 
 def _reset_pg(url: str) -> None:
-    from sqlalchemy import create_engine, text
-
     engine = create_engine(url)
     with engine.begin() as conn:
         conn.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
@@ -114,13 +116,6 @@ def app_client(embedded_settings: Settings) -> Iterator[TestClient[Any]]:
 @pytest.fixture(scope="session")
 def localstripe_url() -> Iterator[str]:
     """A real stateful fake Stripe (localstripe) on a free loopback port, for the whole session."""
-    import socket
-    import subprocess
-    import sys
-    import time
-
-    import httpx
-
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from abaxus.api.auth import allowed_scopes
 from conftest import error_of, make_key
 
 # (method, path, body): one request per endpoint class.
@@ -40,8 +41,6 @@ def test_each_scope_against_each_endpoint_class(client, scope):
 
 
 def test_scope_rules_for_event_and_compute_endpoints():
-    from abaxus.api.auth import allowed_scopes
-
     assert allowed_scopes("POST", "/v1/events") == {"admin", "ingest"}
     assert allowed_scopes("POST", "/v1/events/batch") == {"admin", "ingest"}
     assert allowed_scopes("GET", "/v1/events") == {"admin", "ingest", "read"}

@@ -18,18 +18,19 @@ import random
 import sys
 import threading
 import time
+import typing
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx
+import msgspec
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "sdk" / "python"))
-
-from datetime import UTC
 
 from abaxus_client import (
     AbaxusError,
@@ -51,8 +52,11 @@ from abaxus_client import (
     ValidationError,
     event_id_for,
 )
+from abaxus_client import models as m
+from abaxus_client._encoding import encode
 from abaxus_client._retry import RetryState, parse_retry_after
 from abaxus_client.errors import error_from_response
+from server_process import ServerProcess, free_port
 
 KEY = "sk_test_" + "C" * 40
 
@@ -204,9 +208,6 @@ def test_event_ids_are_computed_like_the_server():
 
 
 def test_requests_refuse_naive_datetimes_and_encode_decimals_exactly():
-    from datetime import datetime
-
-    from abaxus_client._encoding import encode
     with pytest.raises(ValueError, match="timezone-aware"):
         Event(customer_id="c", metric_key="m", timestamp=datetime(2026, 4, 3), idempotency_key="k")
     e = Event(customer_id="c", metric_key="m", value=Decimal("0.00005"), idempotency_key="k",
@@ -317,7 +318,6 @@ def test_a_timed_out_write_is_resent_under_the_same_key_and_no_answer_ends_in_a_
             c.invoices.bulk(cutoff_date="2026-04-30T23:59:59Z")
         assert info.value.attempts == FAST.max_attempts
         assert info.value.status is None
-    from server_process import free_port
     with Client(KEY, base_url=f"http://127.0.0.1:{free_port()}", retry=FAST) as c, \
             pytest.raises(APIConnectionError, match="could not be reached"):
         c.jobs.get("job_1")
@@ -434,7 +434,6 @@ def test_async_client_retries_like_the_sync_one(loopback):
 
 
 # ---- against a real server -------------------------------------------------------------------
-from server_process import ServerProcess  # noqa: E402
 
 APRIL = {"period_start": "2026-04-01T00:00:00Z", "period_end": "2026-04-30T23:59:59Z"}
 GROWTH_CHARGES = [
@@ -685,7 +684,6 @@ def test_the_batcher_delivers_every_event_exactly_once_through_real_503_back_pre
 # ---- the client's structs against the server's served OpenAPI document ----------------------
 def _openapi_operations() -> list[tuple[str, str, Any, Any]]:
     """(method, served path, client request struct or None, client response struct) per endpoint."""
-    from abaxus_client import models as m
     return [
         ("post", "/v1/api-keys", m.ApiKeyCreate, m.ApiKey), ("get", "/v1/api-keys", None, m.Page[m.ApiKey]),
         ("delete", "/v1/api-keys/{key_id}", None, m.ApiKey),
@@ -724,9 +722,7 @@ def _openapi_operations() -> list[tuple[str, str, Any, Any]]:
 
 def _nested_struct(tp: Any, params: dict[Any, Any]) -> Any:
     """The struct inside an annotation (``X``, ``list[X]``, ``X | None``, a type parameter), else None."""
-    import typing
 
-    import msgspec
     tp = params.get(tp, tp) if isinstance(tp, typing.TypeVar) else tp
     origin = typing.get_origin(tp)
     if isinstance(tp, type) and issubclass(tp, msgspec.Struct):
@@ -770,9 +766,7 @@ def _served_types(doc: dict[str, Any], schema: dict[str, Any]) -> set[str]:
 
 def _client_types(tp: Any, params: dict[Any, Any]) -> set[type]:
     """The Python types an annotation admits (unions flattened, UNSET and None left out)."""
-    import typing
 
-    import msgspec
     tp = params.get(tp, tp) if isinstance(tp, typing.TypeVar) else tp
     origin = typing.get_origin(tp)
     if origin is typing.Literal:
@@ -794,9 +788,6 @@ _ACCEPTS = {"integer": (int, Decimal), "number": (Decimal, float), "string": (st
 
 def _compare(doc: dict[str, Any], struct: Any, schema: dict[str, Any] | None, where: str, request: bool,
              problems: list[str]) -> None:
-    import typing
-
-    import msgspec
     obj = _schema_object(doc, schema)
     if obj is None:
         problems.append(f"{where}: the served schema has no object properties")

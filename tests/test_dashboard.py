@@ -24,6 +24,7 @@ from typing import Any
 
 import httpx
 import pytest
+import stripe
 
 from conftest import ADMIN_KEY
 from quickstart_bodies import setup_quickstart_catalog
@@ -69,8 +70,6 @@ def _batch(prefix: str, customer: str, n: int, value: int = 1000) -> dict[str, A
 
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory: pytest.TempPathFactory, localstripe_url: str) -> Iterator[Deployment]:
-    import stripe
-
     server = ServerProcess(tmp_path_factory.mktemp("dashboard") / "data", ADMIN_KEY, extra_env={
         "STRIPE_SECRET_KEY": "sk_test_local", "STRIPE_API_BASE": localstripe_url})
     server.start()

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import event, select, update
 
-from abaxus.billing.idempotency import CLAIM_ATTEMPTS, claim
+from abaxus.billing.idempotency import CLAIM_ATTEMPTS, STALE_CLAIM_MS, claim
 from abaxus.errors import Conflict
 from abaxus.store.tables import idempotency_records
+from abaxus.timefmt import now_ms
 from conftest import error_of, make_key
 from quickstart_bodies import JSON, METRIC, PLAN_JSON
 
@@ -60,14 +61,6 @@ def test_an_oversized_key_is_invalid(client):
 
 def test_a_claim_abandoned_by_a_dead_request_is_taken_over(client):
     """A process that died mid-request leaves its claim 'running'; after two minutes it is reclaimed."""
-    import pytest
-    from sqlalchemy import update
-
-    from abaxus.billing.idempotency import STALE_CLAIM_MS, claim
-    from abaxus.errors import Conflict
-    from abaxus.store.tables import idempotency_records
-    from abaxus.timefmt import now_ms
-
     engine = client.app.state.services.engine
     assert claim(engine, "key_dead", "k1", "fp") is None
     with pytest.raises(Conflict) as running:

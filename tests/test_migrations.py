@@ -13,7 +13,7 @@ reaches today's definitions.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from abaxus.settings import Settings
 from abaxus.store import tables, usage_migrations
 from abaxus.store.metadata import alembic_config, migrate, open_engine
 from abaxus.store.migrations.comparison import include_object
+from abaxus.store.usage import DB, UsageStore, migrate_usage, open_usage_client
 
 T0 = 1_775_000_000_000  # 2026-03-31T23:33:20Z, in ms
 
@@ -219,8 +220,6 @@ def _mv_query(store: Any) -> str:
 
 
 def test_usage_store_migrates_once_and_reopens_as_a_no_op(tmp_path: Path) -> None:
-    from abaxus.store.usage import UsageStore, migrate_usage
-
     settings = Settings(data_dir=tmp_path / "data")
     everything = [(s.version, s.description) for s in usage_migrations.STEPS]
     store = UsageStore(settings)
@@ -240,10 +239,6 @@ def test_usage_store_migrates_once_and_reopens_as_a_no_op(tmp_path: Path) -> Non
 
 def test_usage_store_from_before_the_ledger_reaches_todays_schema(tmp_path: Path) -> None:
     """A store the first release created: its DDL, its summary view, no ``schema_migrations``."""
-    from datetime import datetime
-
-    from abaxus.store.usage import DB, UsageStore, open_usage_client
-
     settings = Settings(data_dir=tmp_path / "data")
     client = open_usage_client(settings)
     try:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from litestar.testing import TestClient
 
 from abaxus.api.app import create_app
@@ -26,8 +27,6 @@ REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 def _redis_reason() -> str | None:
-    import redis
-
     try:
         redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1, socket_timeout=1).ping()
         return None
@@ -38,7 +37,6 @@ def _redis_reason() -> str | None:
 @pytest.fixture
 def redis_prefix() -> Iterator[str]:
     """A key prefix of this test's own in the shared Redis; its keys are deleted afterwards."""
-    import redis
 
     reason = _redis_reason()
     if reason:

@@ -5,10 +5,11 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pyarrow as pa
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from abaxus.rating import ChargeTerms, Tier, rate
+from abaxus.rating import AmountOverflow, ChargeTerms, Tier, rate
 from oracle import price
 
 D = Decimal
@@ -84,8 +85,6 @@ def test_tiered_and_volume_match_the_oracle(tiers, qs, exponent, model):
 @given(qs=st.lists(quantities, min_size=1, max_size=20), unit=prices, size=st.decimals(min_value=D("0.001"),
        max_value=D(10000), places=3), exponent=st.sampled_from([0, 2, 3]))
 def test_per_unit_package_and_flat_fee_match_the_oracle(qs, unit, size, exponent):
-    from abaxus.rating import AmountOverflow
-
     arr = pa.array(qs, pa.decimal128(38, 10))
     cases = [(ChargeTerms("per_unit", unit_price=unit), "per_unit", {"unit_price": unit}),
              (ChargeTerms("package", package_size=size, package_price=unit), "package",
@@ -111,9 +110,5 @@ def test_huge_and_tiny_values_stay_exact():
 
 
 def test_an_amount_beyond_int64_is_refused_not_wrapped():
-    import pytest
-
-    from abaxus.rating import AmountOverflow
-
     with pytest.raises(AmountOverflow):
         rate(q("922355427030.5916"), ChargeTerms("per_unit", unit_price=D("9999.802426")), 3)

@@ -27,6 +27,7 @@ from conftest import ADMIN_KEY, _reset_pg, error_of
 from helpers import wait_until
 from quickstart_bodies import CUSTOMER, JSON, METRIC, PLAN_JSON, SUBSCRIPTION
 from server_process import ServerProcess
+from test_payments import stripe_customer
 
 APRIL = {"customer_id": "cust_acme", "cutoff_date": "2026-04-30T23:59:59Z"}
 
@@ -335,8 +336,6 @@ def stripe_app(tmp_path: Path, database_url: str | None, localstripe_url: str) -
 
 def test_paid_payment_failed_and_adjusted_invoices_are_announced(stripe_app: TestClient[Any], localstripe_url: str,
                                                                  receiver: Receiver):
-    from test_payments import stripe_customer
-
     app = stripe_app
     hook = endpoint(app, receiver.url, ["invoice.paid", "invoice.payment_failed", "invoice.adjusted"])
     declining, declining_pm = stripe_customer(localstripe_url, card="4000000000000341")
