@@ -11,6 +11,7 @@ rows straight into a fresh chDB with ``insert_arrow`` (100k-row batches) as the 
 from __future__ import annotations
 
 import argparse
+import os
 import socket
 import statistics
 import sys
@@ -142,6 +143,14 @@ def drive(server: ServerProcess, bodies: list[bytes], clients: int, kind: str) -
     return started, latencies, accepted
 
 
+def server_cpu_seconds(server: ServerProcess) -> tuple[float, float]:
+    """The server process's user and system CPU seconds so far (from /proc)."""
+    assert server.proc is not None
+    fields = Path(f"/proc/{server.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
+
+
 def server_latency_share(server: ServerProcess, within: str = "0.05") -> tuple[float, float]:
     """From the server's own histogram: share of batch requests handled within 50 ms, and its p99 bucket."""
     buckets: dict[str, float] = {}
@@ -209,11 +218,13 @@ def main() -> None:
                 for i in range(args.customers):
                     c.post("/v1/customers", json={"id": f"cust_{i:04d}", "name": f"C{i}"})
             time.sleep(0.5)
+            cpu_before = server_cpu_seconds(server)
             started, latencies, accepted = drive(server, bodies, args.clients, args.client)
             http_done = time.perf_counter()
             while stored_count(server, args.customers) < accepted:
                 time.sleep(0.02)
             stored_done = time.perf_counter()
+            cpu_user, cpu_system = (a - b for a, b in zip(server_cpu_seconds(server), cpu_before))
             server_share, server_p99 = server_latency_share(server)
         finally:
             server.stop()
@@ -231,6 +242,10 @@ def main() -> None:
     print(f"batch latency p50 / p99         {p50:>8.1f} ms / {p99:.1f} ms   target p99 < 50 ms (at the client)")
     print(f"  in the server                 {server_share:>11.1%} within 50 ms, p99 ≤ {server_p99:.0f} ms (histogram bucket)")
     print(f"503 back-pressure retries       {RETRIES['503']:>12,}")
+    per_m = 1_000_000 / max(accepted, 1)
+    wall = stored_done - started
+    print(f"server CPU per million events   {cpu_user * per_m:>8.2f} s user + {cpu_system * per_m:.2f} s system "
+          f"({(cpu_user + cpu_system) / wall:.2f} cores busy of 2)")
 
 
 if __name__ == "__main__":
