@@ -25,6 +25,8 @@ from abaxus.logging import get_logger
 
 __all__ = ["AuthMiddleware", "RateDecision", "RateLimiter", "allowed_scopes"]
 
+_WARN_EVERY_S = 60  # at most one storage-unavailable warning a minute
+
 log = get_logger("abaxus.api")
 
 PUBLIC_PATHS = ("/healthz", "/readyz", "/v1/webhooks/stripe")
@@ -86,7 +88,7 @@ class RateLimiter:
     def _warn(self, exc: StorageError) -> None:
         with self._warn_lock:
             now = time.monotonic()
-            if now - self._warned_at < 60:
+            if now - self._warned_at < _WARN_EVERY_S:
                 return
             self._warned_at = now
         log.warning("rate_limit_storage_unavailable", error=str(exc.storage_error)[:300],

@@ -8,6 +8,7 @@ with nothing internal in the body.
 from __future__ import annotations
 
 import re
+from http import HTTPStatus
 from typing import Any
 
 from litestar import Request, Response
@@ -59,16 +60,16 @@ def as_abaxus_error(exc: BaseException, method: str, path: str) -> AbaxusError: 
         reason = str(first.get("message") or "wrong type or value").rstrip(".")
         return AbaxusError("INVALID_FIELD", f"The parameter '{key}' is invalid: {reason}." if key else
                            "A path or query parameter has the wrong type or value.", key, status=422)
-    if isinstance(exc, HTTPException) and exc.status_code == 413:
+    if isinstance(exc, HTTPException) and exc.status_code == HTTPStatus.REQUEST_ENTITY_TOO_LARGE:
         return AbaxusError("PAYLOAD_TOO_LARGE", "Send a smaller body: at most 1 MB (5 MB for batches).", status=413)
-    if isinstance(exc, HTTPException) and exc.status_code < 500:
+    if isinstance(exc, HTTPException) and exc.status_code < HTTPStatus.INTERNAL_SERVER_ERROR:
         return AbaxusError("VALIDATION_ERROR", str(exc.detail), status=exc.status_code)
     return AbaxusError("INTERNAL_ERROR", "Abaxus hit an internal error; it has been logged. Retry later.", status=500)
 
 
 def _http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
     err = as_abaxus_error(exc, request.method, request.url.path)
-    return _internal(request, exc) if err.status >= 500 else error_response(err)
+    return _internal(request, exc) if err.status >= HTTPStatus.INTERNAL_SERVER_ERROR else error_response(err)
 
 
 def _internal(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from decimal import Decimal
+from http import HTTPStatus
 from typing import Any
 
 import anyio.to_thread
@@ -22,6 +23,8 @@ from abaxus.billing.idempotency import claim, complete, release
 from abaxus.errors import InvalidInput
 
 __all__ = ["IdempotencyMiddleware"]
+
+_MAX_KEY_LENGTH = 255  # §16
 
 _loose = msgspec.json.Decoder(float_hook=Decimal)
 _canonical = msgspec.json.Encoder(decimal_format="number", order="sorted")
@@ -90,7 +93,7 @@ class IdempotencyMiddleware(ASGIMiddleware):
             await next_app(scope, replay_receive, send)
             return
         api_key = scope["state"]["api_key"]
-        if not isinstance(key, str) or not (1 <= len(key) <= 255):
+        if not isinstance(key, str) or not (1 <= len(key) <= _MAX_KEY_LENGTH):
             raise InvalidInput("IDEMPOTENCY_KEY_INVALID", "An idempotency key is 1–255 characters.", "idempotency_key")
         replay = await anyio.to_thread.run_sync(claim, self.engine, api_key.id, key, fingerprint)
         if replay is not None:
@@ -113,7 +116,7 @@ class IdempotencyMiddleware(ASGIMiddleware):
         try:
             await next_app(scope, replay_receive, capture)
         finally:
-            if status < 500:
+            if status < HTTPStatus.INTERNAL_SERVER_ERROR:
                 await anyio.to_thread.run_sync(complete, self.engine, api_key.id, key, status, b"".join(chunks))
             else:
                 await anyio.to_thread.run_sync(release, self.engine, api_key.id, key)

@@ -11,6 +11,8 @@ from abaxus.schemas.codec import encode_json
 
 __all__ = ["json_response", "list_response", "page_params"]
 
+_MAX_LIMIT = 1000  # the page size bound (§1)
+
 
 def json_response(content: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response[Any]:
     """``content`` encoded once; the handler's annotation names the contract struct it stands for."""
@@ -26,7 +28,7 @@ def page_params(request: Request[Any, Any, Any]) -> tuple[int, str | None]:
     raw = request.query_params.get("limit")
     limit = 100
     if raw is not None:
-        if not raw.isdigit() or not (1 <= int(raw) <= 1000):
+        if not raw.isdigit() or not (1 <= int(raw) <= _MAX_LIMIT):
             raise InvalidInput("INVALID_FIELD", "limit must be a whole number from 1 to 1000.", "limit")
         limit = int(raw)
     return limit, request.query_params.get("cursor") or None

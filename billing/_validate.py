@@ -10,6 +10,8 @@ from abaxus.ids import CLIENT_ID_RE, KEY_RE
 __all__ = ["client_id", "email", "key", "metadata", "text"]
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
+_MAX_EMAIL = 320  # RFC 5321: 64 + 1 + 255
+_MAX_METADATA_KEYS, _MAX_METADATA_KEY, _MAX_METADATA_VALUE = 50, 40, 500  # §5
 
 
 def text(value: str, field: str, *, min_len: int = 1, max_len: int) -> str:
@@ -31,18 +33,18 @@ def key(value: str, field: str) -> str:
 
 
 def email(value: str | None, field: str) -> str | None:
-    if value is not None and (len(value) > 320 or not _EMAIL.match(value)):
+    if value is not None and (len(value) > _MAX_EMAIL or not _EMAIL.match(value)):
         raise InvalidInput("INVALID_FIELD", "Send an e-mail address such as billing@example.com.", field)
     return value
 
 
 def metadata(value: dict[str, str] | None, field: str = "metadata") -> dict[str, str]:
     value = value or {}
-    if len(value) > 50:
+    if len(value) > _MAX_METADATA_KEYS:
         raise InvalidInput("INVALID_FIELD", "Send at most 50 metadata keys.", field)
     for k, v in value.items():
-        if not (1 <= len(k) <= 40):
+        if not (1 <= len(k) <= _MAX_METADATA_KEY):
             raise InvalidInput("INVALID_FIELD", "Metadata keys must be 1–40 characters.", f"{field}.{k}")
-        if len(v) > 500:
+        if len(v) > _MAX_METADATA_VALUE:
             raise InvalidInput("INVALID_FIELD", "Metadata values must be at most 500 characters.", f"{field}.{k}")
     return value

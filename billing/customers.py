@@ -19,6 +19,8 @@ from abaxus.timefmt import format_ms, now_ms
 
 __all__ = ["create_customer", "customer_out", "get_customer", "list_customers", "load_customer", "patch_customer"]
 
+_MAX_STRIPE_ID = 255
+
 _PAYMENT_FIELDS = ("payment_provider_customer_id", "payment_method_id")
 
 
@@ -38,7 +40,7 @@ def _check_payment(row: dict[str, Any]) -> None:
     prefixes = {"payment_provider_customer_id": "cus_", "payment_method_id": "pm_"}
     for name, prefix in prefixes.items():
         value = row.get(name)
-        if value is not None and (not value.startswith(prefix) or len(value) > 255):
+        if value is not None and (not value.startswith(prefix) or len(value) > _MAX_STRIPE_ID):
             raise InvalidInput("INVALID_FIELD", f"'{name}' must be a Stripe id starting with {prefix}.", name)
 
 

@@ -43,6 +43,8 @@ from abaxus.timefmt import format_ms, now_ms
 
 __all__ = ["Invoicing", "invoice_out"]
 
+_MAX_REASON_LENGTH = 500
+
 CALCULATION_TTL_MS = 24 * 3600 * 1000
 _decode_lines = msgspec.json.Decoder(list[dict[str, Any]], float_hook=Decimal)
 _decode_body = msgspec.json.Decoder(dict[str, Any], float_hook=Decimal)
@@ -295,7 +297,7 @@ class Invoicing:
 
     # ---- changes -----------------------------------------------------------------------
     def archive(self, invoice_id: str, reason: str, actor: str) -> dict[str, Any]:
-        if not 1 <= len(reason) <= 500:
+        if not 1 <= len(reason) <= _MAX_REASON_LENGTH:
             raise InvalidInput("INVALID_FIELD", "reason must be 1–500 characters.", "reason")
         with self.engine.begin() as conn:
             # Locked (PostgreSQL): two archives of one invoice at once give its credits back once.

@@ -20,6 +20,8 @@ from abaxus.timefmt import format_ms, now_ms
 
 __all__ = ["create_metric", "deactivate_metric", "get_metric", "list_metrics", "metric_out"]
 
+_MAX_PERCENTILE = 100
+
 
 def metric_out(row: dict) -> MetricOut:  # type: ignore[type-arg]
     return MetricOut(
@@ -59,7 +61,7 @@ def create_metric(engine: Engine, body: MetricCreate) -> MetricOut:
             raise InvalidInput("MISSING_FIELD", "A percentile metric needs 'percentile', such as 95 or 99.9.", "percentile")
         percentile = parse_decimal(body.percentile, "percentile", max_places=4, lower=Decimal(0),
                                    upper=Decimal("100.00001"), lower_inclusive=False)
-        if percentile > 100:
+        if percentile > _MAX_PERCENTILE:
             raise InvalidInput("VALUE_OUT_OF_RANGE", "'percentile' must be above 0 and at most 100.", "percentile")
     elif body.percentile is not None:
         raise InvalidInput("INVALID_FIELD", "'percentile' is only for percentile metrics; remove it.", "percentile")

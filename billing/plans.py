@@ -37,6 +37,8 @@ __all__ = [
 ]
 
 MAX_PRICE = Decimal(10) ** 12
+_MAX_CHARGE_ID, _MAX_TIERS, _MAX_CHARGES = 64, 50, 100  # §6
+_VERSION_ATTEMPTS = 5  # a racing writer took the next version number: try the one after
 _USAGE_FIELDS = {
     "per_unit": {"unit_price"},
     "tiered": {"tiers"},
@@ -106,7 +108,7 @@ def _price(value: Decimal | None, field: str) -> Decimal:
 def _charge(i: int, c: ChargeIn, active_metrics: dict[str, dict[str, Any]]) -> Charge:  # noqa: PLR0912 - one branch per rule a charge must meet
     at = f"charges.{i}"
     cid = c.id if c.id is not None else f"chg_{i + 1}"
-    if c.id is not None and not (1 <= len(c.id) <= 64 and CLIENT_ID_RE.fullmatch(c.id)):
+    if c.id is not None and not (1 <= len(c.id) <= _MAX_CHARGE_ID and CLIENT_ID_RE.fullmatch(c.id)):
         raise InvalidInput("INVALID_ID", "Charge ids are 1–64 characters of letters, digits, '_', '.' or '-'.", f"{at}.id")
     for name in _PRICE_FIELDS:
         if getattr(c, name) is not None and name not in _USAGE_FIELDS[c.pricing_model]:
@@ -150,7 +152,7 @@ def _tiers(c: ChargeIn, at: str) -> list[Tier]:
     if not c.tiers:
         raise InvalidInput("MISSING_FIELD" if c.tiers is None else "VALIDATION_ERROR",
                            "Send 1–50 tiers; the last has up_to null.", f"{at}.tiers")
-    if len(c.tiers) > 50:
+    if len(c.tiers) > _MAX_TIERS:
         raise InvalidInput("VALIDATION_ERROR", "Send at most 50 tiers.", f"{at}.tiers")
     out: list[Tier] = []
     previous = 0
@@ -204,7 +206,7 @@ def create_plan_version(engine: Engine, body: PlanCreate) -> PlanOut:
     v.client_id(body.id, "id")
     v.text(body.name, "name", max_len=200)
     currency = normalize_currency(body.currency, "currency")
-    if not (1 <= len(body.charges) <= 100):
+    if not (1 <= len(body.charges) <= _MAX_CHARGES):
         raise InvalidInput("VALIDATION_ERROR", "Send 1–100 charges.", "charges")
     if body.changelog is not None:
         v.text(body.changelog, "changelog", min_len=0, max_len=2000)
@@ -221,7 +223,7 @@ def create_plan_version(engine: Engine, body: PlanCreate) -> PlanOut:
         seen.add(c.id)
     entitlements = _entitlements(body, known)
     minimum = Minimum(_price(body.minimum.amount, "minimum.amount")) if body.minimum is not None else None
-    for attempt in range(5):
+    for attempt in range(_VERSION_ATTEMPTS):
         try:
             with engine.begin() as conn:
                 top = conn.execute(select(func.max(plan_versions.c.version)).where(plan_versions.c.plan_id == body.id)).scalar()
@@ -237,7 +239,7 @@ def create_plan_version(engine: Engine, body: PlanCreate) -> PlanOut:
                 conn.execute(insert(plan_versions).values(**row))
                 return _plan_out(_version(row), _versions(conn, body.id), now)
         except IntegrityError:
-            if attempt == 4:
+            if attempt == _VERSION_ATTEMPTS - 1:
                 raise Conflict("VALIDATION_ERROR", "Another version of this plan was being created; retry.") from None
     raise AssertionError("unreachable")
 

@@ -25,6 +25,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from http import HTTPStatus
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -423,9 +424,9 @@ class WebhookDispatcher:
             try:
                 with self._http.stream("POST", endpoint["url"], content=body, headers=headers) as response:
                     status = response.status_code  # the answer's body is never read
-                if not 200 <= status < 300:
-                    error = f"the endpoint answered HTTP {status}" + (" (redirects are not followed)"
-                                                                     if 300 <= status < 400 else "")
+                if not HTTPStatus.OK <= status < HTTPStatus.MULTIPLE_CHOICES:
+                    redirect = HTTPStatus.MULTIPLE_CHOICES <= status < HTTPStatus.BAD_REQUEST
+                    error = f"the endpoint answered HTTP {status}" + (" (redirects are not followed)" if redirect else "")
             except httpx.TimeoutException:
                 error = f"no answer within {SEND_TIMEOUT_S:g} s"
             except httpx.HTTPError as exc:

@@ -21,6 +21,8 @@ from abaxus.store.usage import UsageStore, open_usage_client
 
 __all__ = ["app"]
 
+_MAX_KEY_NAME = 100
+
 app = typer.Typer(help="Abaxus: self-hosted usage-based billing.", no_args_is_help=True, add_completion=False)
 keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="api-keys")
@@ -95,7 +97,7 @@ def create_api_key(name: str = typer.Option(..., "--name", help="A label for the
     if mode not in ("live", "test"):
         console.print("[red]--mode must be live or test.[/red]")
         raise typer.Exit(2)
-    if not 1 <= len(name) <= 100:
+    if not 1 <= len(name) <= _MAX_KEY_NAME:
         console.print("[red]--name must be 1–100 characters.[/red]")
         raise typer.Exit(2)
     key = create_key(open_metadata(_settings()), name, scope, mode)

@@ -10,6 +10,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +51,7 @@ def run_quickstart(data_dir: Path, events: int = 1_200_000, progress: Callable[[
             deadline = time.monotonic() + 60
             while True:
                 try:
-                    if c.get("/readyz").status_code == 200:
+                    if c.get("/readyz").status_code == HTTPStatus.OK:
                         break
                 except httpx.HTTPError:
                     pass
@@ -75,7 +76,8 @@ def run_quickstart(data_dir: Path, events: int = 1_200_000, progress: Callable[[
                 body_bytes = msgspec.json.encode({"events": batch})
                 while True:
                     r = c.post("/v1/events/batch", content=body_bytes, headers={"Content-Type": "application/json"})
-                    if r.status_code != 503:  # 503: back-pressure, nothing accepted; resend after Retry-After
+                    # 503: back-pressure, nothing accepted; resend after Retry-After.
+                    if r.status_code != HTTPStatus.SERVICE_UNAVAILABLE:
                         break
                     time.sleep(float(r.headers.get("retry-after", "1")))
                 r.raise_for_status()

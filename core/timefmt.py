@@ -26,6 +26,8 @@ __all__ = [
     "zoned_ms",
 ]
 
+_MAX_OFFSET_HOURS, _MAX_MINUTE = 23, 59
+
 # RFC 3339 as msgspec reads it (the events' decoder), so an instant is read alike everywhere:
 # ASCII digits only (``\d`` would take full-width or Arabic-Indic digits, which int() reads),
 # and the offset's colon optional as in ISO 8601 (+0200).
@@ -119,7 +121,7 @@ def _offset_seconds(offset: str, field: str) -> int:
     if offset in ("Z", "z"):
         return 0
     oh, om = int(offset[1:3]), int(offset[-2:])
-    if oh > 23 or om > 59:
+    if oh > _MAX_OFFSET_HOURS or om > _MAX_MINUTE:
         raise InvalidInput("INVALID_TIMESTAMP", "The UTC offset is out of range.", field)
     return (1 if offset[0] == "+" else -1) * (oh * 3600 + om * 60)
 

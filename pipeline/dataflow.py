@@ -41,6 +41,9 @@ from abaxus.timefmt import now_ms
 
 __all__ = ["Dataflow"]
 
+_MIN_ERROR_NAME = 4  # longer than e.g. 'A_B': a ClickHouse error name such as NOT_ENOUGH_SPACE
+_STALL_AFTER = 2  # failed store attempts in a row
+
 log = get_logger("abaxus.pipeline")
 _EPOCH0 = datetime(1970, 1, 1, tzinfo=UTC)
 _DUP_SCHEMA = pa.schema([("idempotency_key", pa.string()), ("customer_id", pa.string()),
@@ -59,7 +62,7 @@ def _short_reason(exc: BaseException) -> str:
     """The ClickHouse error name (``NOT_ENOUGH_SPACE``) or the exception's first line."""
     text = str(exc)
     for word in text.replace("(", " ").replace(")", " ").split():
-        if word.isupper() and "_" in word and len(word) > 4:
+        if word.isupper() and "_" in word and len(word) > _MIN_ERROR_NAME:
             return f"{word}: {text.splitlines()[0][:200] if text else type(exc).__name__}"
     return (text.splitlines()[0][:200] if text else type(exc).__name__)
 
@@ -313,7 +316,7 @@ class Dataflow:
         except Exception as exc:  # the store is down: keep the events, retry
             self.store_problem = _short_reason(exc)
             log.warning("usage_store_insert_failed", error=str(exc)[:500], attempt=attempt)
-            if attempt >= 2:  # not a blip: waiting requests get 503 instead of a stale answer
+            if attempt >= _STALL_AFTER:  # not a blip: waiting requests get 503 instead of a stale answer
                 self.progress.set_stalled(self.store_problem)
             raise
         finally:

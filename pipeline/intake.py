@@ -32,6 +32,8 @@ __all__ = ["Accepted", "EventValidator", "Rejected"]
 
 MAX_VALUE = Decimal(10) ** 18
 FUTURE_MS = 5 * 60 * 1000
+MAX_KEY_LENGTH, MAX_PLACES, MAX_BATCH = 255, 10, 1000
+MAX_PROPERTIES, MAX_PROPERTIES_BYTES = 50, 8192  # keys; compact JSON
 _decoder = msgspec.json.Decoder(EventIn)
 _batch_decoder = msgspec.json.Decoder(EventBatchTyped)
 # Python's Decimal() forgives what a decimal string must not hold: surrounding spaces
@@ -123,7 +125,7 @@ class EventValidator:
         self.view = view
 
     def _check(self, e: EventIn, now_ms: int, prefix: str) -> tuple[int, Decimal, list[tuple[str, str]]]:  # noqa: PLR0912 - one branch per rule an event must meet
-        if not (1 <= len(e.idempotency_key) <= 255):
+        if not (1 <= len(e.idempotency_key) <= MAX_KEY_LENGTH):
             raise InvalidInput("IDEMPOTENCY_KEY_INVALID", "Send an idempotency_key of 1–255 characters.",
                                f"{prefix}idempotency_key")
         if e.customer_id not in self.view.customers:
@@ -152,15 +154,15 @@ class EventValidator:
             raise InvalidInput("INVALID_DECIMAL", "Send a finite number.", f"{prefix}value")
         else:
             exp = value.as_tuple().exponent
-            if isinstance(exp, int) and exp < -10 and value != value.quantize(Decimal("1e-10")):
+            if isinstance(exp, int) and exp < -MAX_PLACES and value != value.quantize(Decimal(1).scaleb(-MAX_PLACES)):
                 raise InvalidInput("INVALID_DECIMAL", "Use at most 10 decimal places.", f"{prefix}value")
             if abs(value) >= MAX_VALUE:
                 raise InvalidInput("VALUE_OUT_OF_RANGE", "|value| must be below 10^18.", f"{prefix}value")
         props: list[tuple[str, str]] = []
         if e.properties:
-            if len(e.properties) > 50:
+            if len(e.properties) > MAX_PROPERTIES:
                 raise InvalidInput("PROPERTIES_INVALID", "Send at most 50 properties.", f"{prefix}properties")
-            if len(msgspec.json.encode(e.properties)) > 8192:
+            if len(msgspec.json.encode(e.properties)) > MAX_PROPERTIES_BYTES:
                 raise InvalidInput("PROPERTIES_INVALID", "Properties must be at most 8 KB as compact JSON.",
                                    f"{prefix}properties")
             props = [(k, _prop_text(v)) for k, v in e.properties.items() if v is not None]
@@ -179,15 +181,16 @@ class EventValidator:
         except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
             return None
         n = len(events)
-        if not 1 <= n <= 1000:
+        if not 1 <= n <= MAX_BATCH:
             return None
         self.view.refresh_if_stale()
         customers, metrics = self.view.customers, self.view.metrics
         for e in events:
             m = metrics.get(e.metric_key)
             if (m is None or m["status"] != "active" or e.customer_id not in customers or e.value is None
-                    or e.timestamp.tzinfo is None or not (1 <= len(e.idempotency_key) <= 255)
-                    or (e.properties is not None and (len(e.properties) > 50 or len(msgspec.json.encode(e.properties)) > 8192))):
+                    or e.timestamp.tzinfo is None or not (1 <= len(e.idempotency_key) <= MAX_KEY_LENGTH)
+                    or (e.properties is not None and (len(e.properties) > MAX_PROPERTIES
+                                                  or len(msgspec.json.encode(e.properties)) > MAX_PROPERTIES_BYTES))):
                 return None
         now = time.time_ns() // 1_000_000
         try:

@@ -14,6 +14,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+_DECIMAL128_DIGITS = 38
+_MAX_PRICE_PLACES = 12  # prices have at most 12 decimals (see the module doc)
+
 __all__ = ["AmountOverflow", "ChargeTerms", "Rated", "Tier", "rate"]
 
 _ROUND = "half_towards_infinity"  # = Python's ROUND_HALF_UP: halves away from zero
@@ -46,7 +49,7 @@ def _types(q: pa.Array, prices: list[Decimal], bounds: list[Decimal]) -> _Types:
     p_scale = max([_places(p) for p in prices] + [0])
     p_prec = max([_digits(p) for p in prices] + [1]) + p_scale
     # product (+1), flat add (+1), scaling to minor units (+6): all within 38 digits
-    if q_prec + p_prec + 9 <= 38:
+    if q_prec + p_prec + 9 <= _DECIMAL128_DIGITS:
         return _Types(pa.decimal128(q_prec, q_scale), pa.decimal128(p_prec, p_scale))
     return _Types(pa.decimal256(30, 10), pa.decimal256(26, 12))
 
@@ -120,7 +123,7 @@ def _integer_plan(quantities: pa.Array, terms: ChargeTerms, exponent: int) -> tu
     scale = max([_places(p) for p in prices] + [0])
     biggest_q = max([int(qn.max())] + [t.up_to for t in terms.tiers if t.up_to is not None])
     biggest_p = max([*prices, Decimal(0)]) * 2 * 10 ** scale + 1
-    if scale > 12 or biggest_q * biggest_p * 2 * 10 ** (exponent + 1) >= 2**62:
+    if scale > _MAX_PRICE_PLACES or biggest_q * biggest_p * 2 * 10 ** (exponent + 1) >= 2**62:
         return None
     return qn, scale
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from decimal import Decimal
+from http import HTTPStatus
 from typing import Any
 
 import httpx
@@ -32,7 +33,7 @@ def _decode(response: httpx.Response) -> Any:
 
 
 def _raise_for(response: httpx.Response) -> None:
-    if response.status_code < 400:
+    if response.status_code < HTTPStatus.BAD_REQUEST:
         return
     try:
         err = _decode(response)["error"]
@@ -78,7 +79,7 @@ class Api:
         try:
             await self.get("/v1/api-keys", limit=1)
         except ApiError as err:
-            if err.status == 403:
+            if err.status == HTTPStatus.FORBIDDEN:
                 return "read"
             raise
         return "admin"

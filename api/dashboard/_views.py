@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from http import HTTPStatus
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -103,7 +104,7 @@ async def _page(request: Request[Any, Any, Any], build: Callable[[Ctx], Awaitabl
         try:
             return await build(ctx)
         except ApiError as err:
-            if err.status == 401:
+            if err.status == HTTPStatus.UNAUTHORIZED:
                 response = _sign_in_redirect(request, "expired")
                 clear_session(response)
                 return response
@@ -125,7 +126,7 @@ async def _form(request: Request[Any, Any, Any],
         try:
             return await act(ctx, form)
         except ApiError as err:
-            if err.status == 401:
+            if err.status == HTTPStatus.UNAUTHORIZED:
                 response = _sign_in_redirect(request, "expired")
                 clear_session(response)
                 return response
@@ -189,10 +190,10 @@ async def sign_in(request: Request[Any, Any, Any]) -> Response[Any]:
         try:
             scope = await api.scope()
         except ApiError as err:
-            if err.status == 401:
+            if err.status == HTTPStatus.UNAUTHORIZED:
                 return again("The API does not know that key (or it was revoked). Check it, or create one with "
                              "`abaxus api-keys create --name dashboard --scope read`.", 401)
-            if err.status == 403:
+            if err.status == HTTPStatus.FORBIDDEN:
                 return again("That key's scope cannot read the catalog: sign in with a read or admin key "
                              "(an ingest key only sends events).", 403)
             return again(f"The API answered {err.status} {err.code}: {err.message}", err.status)
@@ -275,6 +276,7 @@ async def overview(request: Request[Any, Any, Any]) -> Response[Any]:
 
 # ---- customers --------------------------------------------------------------------------
 SEARCH_PAGES = 5
+SEARCH_HITS = 100  # a search shows at most this many customers
 
 
 async def _search(api: Api, q: str) -> tuple[list[dict[str, Any]], bool]:
@@ -294,9 +296,9 @@ async def _search(api: Api, q: str) -> tuple[list[dict[str, Any]], bool]:
             if needle in hay and all(f["id"] != c["id"] for f in found):
                 found.append(c)
         cursor = page["next_cursor"]
-        if not cursor or len(found) >= 100:
-            return found[:100], bool(cursor)
-    return found[:100], True
+        if not cursor or len(found) >= SEARCH_HITS:
+            return found[:SEARCH_HITS], bool(cursor)
+    return found[:SEARCH_HITS], True
 
 
 @get("/customers", include_in_schema=False)
@@ -320,7 +322,7 @@ async def _estimate(api: Api, customer_id: str, sub: dict[str, Any], cutoff: str
                                                           "subscription_id": sub["id"]})
         return {"subscription": sub, "calc": calc, "error": None}
     except ApiError as err:
-        if err.status in (401, 403) or err.status >= 500:
+        if err.status in (401, 403) or err.status >= HTTPStatus.INTERNAL_SERVER_ERROR:
             raise
         return {"subscription": sub, "calc": None, "error": err}
 
@@ -448,7 +450,7 @@ async def charge(request: Request[Any, Any, Any], invoice_id: str) -> Response[A
             await ctx.api.post(f"/v1/invoices/{quote(invoice_id, safe='')}/charge", {},
                                idempotency_key=form.get("idem") or None)
         except ApiError as err:
-            if err.status == 401 or err.code.endswith("_NOT_FOUND"):
+            if err.status == HTTPStatus.UNAUTHORIZED or err.code.endswith("_NOT_FOUND"):
                 raise
             return await _invoice_page(ctx, invoice_id, status=err.status, error=err)
         return _redirect(f"{BASE}/invoices/{invoice_id}", "charged")
@@ -462,7 +464,7 @@ async def archive(request: Request[Any, Any, Any], invoice_id: str) -> Response[
             await ctx.api.post(f"/v1/invoices/{quote(invoice_id, safe='')}/archive",
                                {"reason": form.get("reason", "").strip()}, idempotency_key=form.get("idem") or None)
         except ApiError as err:
-            if err.status == 401 or err.code.endswith("_NOT_FOUND"):
+            if err.status == HTTPStatus.UNAUTHORIZED or err.code.endswith("_NOT_FOUND"):
                 raise
             return await _invoice_page(ctx, invoice_id, status=err.status, error=err)
         return _redirect(f"{BASE}/invoices/{invoice_id}", "archived")
@@ -520,8 +522,8 @@ async def metrics(request: Request[Any, Any, Any]) -> Response[Any]:
 def not_found_page(request: Request[Any, Any, Any], exc: HTTPException) -> Response[str]:
     """Dashboard paths that match no page (or a bad method) get a page, not the API's JSON error."""
     session = read_session(request)
-    err = ApiError(exc.status_code, "NOT_FOUND" if exc.status_code == 404 else "HTTP_ERROR",
-                   f"No dashboard page at {request.url.path}." if exc.status_code == 404 else str(exc.detail))
+    err = ApiError(exc.status_code, "NOT_FOUND" if exc.status_code == HTTPStatus.NOT_FOUND else "HTTP_ERROR",
+                   f"No dashboard page at {request.url.path}." if exc.status_code == HTTPStatus.NOT_FOUND else str(exc.detail))
     return _html("error.html", status=exc.status_code, session=session, notice=None, path=request.url.path, error=err,
                  link=None)
 

@@ -33,6 +33,8 @@ _NONE = ResponseSpec(BatchResult | ErrorBody, description="No event was accepted
 BATCH_RESPONSES = {**errors(*BODY), 207: _SOME, 422: _NONE}
 
 MAX_BATCH = 1000
+_MAX_KEY_LENGTH = 255
+_MAX_REASON_LENGTH = 500
 
 
 def _rejection(r: Rejected) -> dict[str, Any]:
@@ -129,12 +131,12 @@ async def backfill(data: bytes, ingestion: Ingestion) -> Response[BatchResult]:
       responses=errors(*BODY))
 async def void(data: VoidIn, ingestion: Ingestion) -> Response[VoidResult]:
     body = data
-    if not (1 <= len(body.idempotency_keys) <= 1000):
+    if not (1 <= len(body.idempotency_keys) <= MAX_BATCH):
         raise InvalidInput("VALIDATION_ERROR", "Send 1–1,000 idempotency_keys.", "idempotency_keys")
     for i, k in enumerate(body.idempotency_keys):
-        if not (1 <= len(k) <= 255):
+        if not (1 <= len(k) <= _MAX_KEY_LENGTH):
             raise InvalidInput("IDEMPOTENCY_KEY_INVALID", "Idempotency keys are 1–255 characters.", f"idempotency_keys.{i}")
-    if not (1 <= len(body.reason) <= 500):
+    if not (1 <= len(body.reason) <= _MAX_REASON_LENGTH):
         raise InvalidInput("INVALID_FIELD", "reason must be 1–500 characters.", "reason")
     results = await run(ingestion.void, body.idempotency_keys, body.reason)
     return json_response({"voided": sum(r["status"] == "voided" for r in results), "results": results})

@@ -17,11 +17,12 @@ __all__ = ["AsyncPaginator", "Paginator"]
 
 T = TypeVar("T")
 P = TypeVar("P", bound=Page[Any])
+_MAX_PAGE = 1000  # the server's page-size bound
 
 
 class _Pages(Generic[P]):
     def __init__(self, path: str, params: Mapping[str, Any], page_type: type[P], limit: int | None) -> None:
-        if limit is not None and not 1 <= limit <= 1000:
+        if limit is not None and not 1 <= limit <= _MAX_PAGE:
             raise ValueError("limit is the page size: 1–1000 (the server's bound).")
         self._path, self._page_type = path, page_type
         self._params = {k: v for k, v in params.items() if v is not None}

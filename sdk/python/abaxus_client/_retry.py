@@ -19,6 +19,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from http import HTTPStatus
 
 __all__ = ["RetryEvent", "RetryPolicy", "RetryState", "parse_retry_after"]
 
@@ -106,7 +107,7 @@ class RetryState:
             return True
         # Our own earlier attempt of this very call is still running on the server (it timed
         # out on our side): its stored answer will be replayed once it finishes (§16).
-        return status == 409 and code == "IDEMPOTENCY_KEY_IN_USE" and self.attempt > 1
+        return status == HTTPStatus.CONFLICT and code == "IDEMPOTENCY_KEY_IN_USE" and self.attempt > 1
 
     def next_delay(self, retry_after: float | None = None) -> float | None:
         """Seconds to wait before the next attempt, or None when the budget is spent."""

@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from typing import Any, Generic, TypeVar
 
 import httpx
@@ -111,8 +112,8 @@ class _Attempts(Generic[T]):
         """``(True, value)`` when done, ``(False, delay)`` to retry; raises the mapped error."""
         status = response.status_code
         body = _json_or_none(response.content)
-        if 200 <= status < 300 or (status in self.call.results_statuses and isinstance(body, dict)
-                                   and "results" in body):
+        success = HTTPStatus.OK <= status < HTTPStatus.MULTIPLE_CHOICES
+        if success or (status in self.call.results_statuses and isinstance(body, dict) and "results" in body):
             return True, self._decode(response.content, status)
         headers = {k.lower(): v for k, v in response.headers.items()}
         error = error_from_response(status, body, headers, **self._context())

@@ -45,6 +45,7 @@ AsyncSendBatch = Callable[[list[msgspec.Raw]], Awaitable[BatchResult]]
 
 # The server did nothing and may do it later: keep the batch and send it again.
 _TRANSIENT = (APIConnectionError, UnavailableError, RateLimitedError)
+_MAX_BATCH = 1000  # the server's bound on events per batch
 
 
 def _prepared(event: EventLike) -> tuple[str, msgspec.Raw]:
@@ -56,7 +57,7 @@ def _prepared(event: EventLike) -> tuple[str, msgspec.Raw]:
 
 
 def _check_options(max_batch: int, flush_interval_ms: float, max_buffered: int | None) -> int:
-    if not 1 <= max_batch <= 1000:
+    if not 1 <= max_batch <= _MAX_BATCH:
         raise ValueError("max_batch must be 1–1000: the server takes at most 1,000 events per batch.")
     if flush_interval_ms <= 0:
         raise ValueError("flush_interval_ms must be > 0.")

@@ -24,6 +24,7 @@ catch a subclass for the kind.
 
 from __future__ import annotations
 
+from http import HTTPStatus
 from typing import Any
 
 __all__ = [
@@ -190,7 +191,7 @@ def error_class(status: int) -> type[AbaxusError]:
     """The exception class for an HTTP status."""
     if status in _BY_STATUS:
         return _BY_STATUS[status]
-    if status >= 500:
+    if status >= HTTPStatus.INTERNAL_SERVER_ERROR:
         return InternalServerError
     return AbaxusError
 

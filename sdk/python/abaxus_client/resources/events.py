@@ -20,11 +20,12 @@ from abaxus_client.resources._base import AsyncResource, SyncResource
 
 __all__ = ["AsyncEvents", "Events"]
 
+_MAX_BATCH = 1000  # the server's bound on events per request
 _RESULTS = frozenset({207, 422})  # some / none accepted: still a per-event answer, not an exception
 
 
 def _batch(path: str, events: Sequence[EventLike | msgspec.Raw]) -> Call[BatchResult]:
-    if not 1 <= len(events) <= 1000:
+    if not 1 <= len(events) <= _MAX_BATCH:
         raise ValueError(f"Send 1–1,000 events per request (got {len(events)}); events.batcher() splits any number.")
     return Call("POST", path, BatchResult, body={"events": list(events)}, results_statuses=_RESULTS)
 
