@@ -224,7 +224,7 @@ def main() -> None:
             while stored_count(server, args.customers) < accepted:
                 time.sleep(0.02)
             stored_done = time.perf_counter()
-            cpu_user, cpu_system = (a - b for a, b in zip(server_cpu_seconds(server), cpu_before))
+            cpu_user, cpu_system = (a - b for a, b in zip(server_cpu_seconds(server), cpu_before, strict=True))
             server_share, server_p99 = server_latency_share(server)
         finally:
             server.stop()
