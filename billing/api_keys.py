@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import secrets
 import string
+from typing import Any
 
 from sqlalchemy import Engine, insert, select, update
 
@@ -33,7 +34,7 @@ def _digest(secret: str) -> str:
     return hashlib.sha256(secret.encode("utf-8")).hexdigest()
 
 
-def _out(row: dict, secret: str | None = None) -> ApiKeyOut:  # type: ignore[type-arg]
+def _out(row: dict[str, Any], secret: str | None = None) -> ApiKeyOut:
     out = ApiKeyOut(
         id=row["id"], name=row["name"], scope=row["scope"], mode=row["mode"],
         created_at=format_ms(row["created_at"]) or "", revoked_at=format_ms(row["revoked_at"]),

@@ -11,7 +11,7 @@ so two invoices issued at once can never give out the same credit twice.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import Connection, Engine, func, insert, select, update
 
@@ -35,7 +35,7 @@ MAX_AMOUNT = 10 ** 15
 MAX_PRIORITY = 1_000_000
 
 
-def _status(row: Any, now: int) -> str:
+def _status(row: Any, now: int) -> Literal["scheduled", "active", "depleted", "expired", "voided"]:
     if row["voided_at"] is not None:
         return "voided"
     if row["remaining"] == 0:
@@ -52,7 +52,7 @@ def grant_out(row: Any, now: int | None = None) -> CreditGrantOut:
         id=row["id"], customer_id=row["customer_id"], amount=row["amount"], currency=row["currency"],
         remaining=row["remaining"], priority=row["priority"], effective_at=format_ms(row["effective_at"]) or "",
         expires_at=format_ms(row["expires_at"]), description=row["description"],
-        status=_status(row, now if now is not None else now_ms()),  # type: ignore[arg-type]
+        status=_status(row, now if now is not None else now_ms()),
         created_at=format_ms(row["created_at"]) or "", voided_at=format_ms(row["voided_at"]),
         void_reason=row["void_reason"])
 

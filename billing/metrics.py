@@ -23,7 +23,7 @@ __all__ = ["create_metric", "deactivate_metric", "get_metric", "list_metrics", "
 _MAX_PERCENTILE = 100
 
 
-def metric_out(row: dict) -> MetricOut:  # type: ignore[type-arg]
+def metric_out(row: dict[str, Any]) -> MetricOut:
     return MetricOut(
         id=row["id"], key=row["key"], name=row["name"], aggregation=row["aggregation"],
         property=row["property"],

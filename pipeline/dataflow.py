@@ -71,7 +71,8 @@ class _LogPartition(StatefulSourcePartition[Any, Position]):
     def __init__(self, flow: Dataflow, resume: Position | None) -> None:
         self.flow = flow
         committed = flow.committed_position()
-        self.position: Position = max(tuple(resume) if resume else (0, 0), committed)  # type: ignore[assignment]
+        start: Position = (resume[0], resume[1]) if resume else (0, 0)  # a snapshot may come back as a list
+        self.position: Position = max(start, committed)
         self.read_position: Position = self.position
         self.held: list[tuple[pa.RecordBatch, Position, bool]] = []  # (batch, position, backfill): read, not emitted
         self.held_since = 0.0

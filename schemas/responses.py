@@ -341,7 +341,12 @@ _pages: dict[type, type[Struct]] = {}
 
 
 def page_of(item: type) -> type[Struct]:
-    """The ``{data, next_cursor}`` list page of ``item`` (one named struct per item type)."""
+    """The ``{data, next_cursor}`` list page of ``item`` (one named struct per item type).
+
+    The struct is built at run time, so a type checker cannot read ``list[item]`` here or a
+    handler's ``Response[CustomerPage]``: those carry ``type: ignore[valid-type]``; the served
+    OpenAPI document and the strict decoders see the real struct.
+    """
     if item not in _pages:
         _pages[item] = msgspec.defstruct(
             f"{item.__name__}Page", [("data", list[item]), ("next_cursor", str | None)],  # type: ignore[valid-type]
