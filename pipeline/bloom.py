@@ -1,8 +1,15 @@
-"""A compact Bloom filter of every idempotency key ever stored.
+"""A compact Bloom filter of every idempotency key ever stored, that grows with the store.
 
 It answers "certainly new" for almost every fresh key, so the dataflow asks the usage store
 only about the few keys that hit the filter. It uses Python's process-local string hash,
 which is fine because the filter is rebuilt from the store at every start.
+
+A filter of fixed size fills up: sized for 4M keys, it answered "maybe" for about half of all
+keys after 15M, and every "maybe" is a store lookup on the sink's path (a 10-minute soak
+stalled the pipeline for 20 s at a time). So it is a stack of layers: when the newest layer
+holds its capacity, a layer twice as large takes the new keys, and a key is "maybe" if any
+layer says so. False hits stay near the per-layer rate times the number of layers (a few
+per cent at most), and memory grows with the keys, one byte per eight bits of a key's share.
 """
 
 from __future__ import annotations
@@ -14,32 +21,70 @@ import numpy as np
 
 __all__ = ["BloomFilter"]
 
-class BloomFilter:
-    """One byte a bit (fast vectorised set and test); ~8 bits a key, 4 hashes → ~2 % false hits."""
+_BITS_PER_KEY = 8  # one layer at capacity: ~2.4 % false hits with 4 hashes
 
-    def __init__(self, capacity: int = 4_000_000, hashes: int = 4) -> None:
-        self.bits = max(1 << 16, 1 << int(np.ceil(np.log2(max(capacity, 1) * 8))))
+
+class _Layer:
+    """One byte a bit (fast vectorised set and test), sized for ``capacity`` keys."""
+
+    def __init__(self, capacity: int, hashes: int) -> None:
+        self.capacity = capacity
+        self.bits = max(1 << 16, 1 << int(np.ceil(np.log2(max(capacity, 1) * _BITS_PER_KEY))))
         self.k = hashes
-        self._array = np.zeros(self.bits, dtype=np.bool_)
+        self.array = np.zeros(self.bits, dtype=np.bool_)
         self.count = 0
 
-    def _positions(self, keys: list[str]) -> np.ndarray:
-        h1 = np.fromiter((hash(k) for k in keys), dtype=np.int64, count=len(keys)).view(np.uint64)
-        h2 = (h1 >> np.uint64(29)) * np.uint64(0x9E3779B97F4A7C15) | np.uint64(1)
+    def positions(self, h1: np.ndarray, h2: np.ndarray) -> np.ndarray:
         i = np.arange(self.k, dtype=np.uint64)
         with np.errstate(over="ignore"):
             return ((h1[:, None] + i[None, :] * h2[:, None]) & np.uint64(self.bits - 1)).astype(np.int64)
 
+    def add(self, h1: np.ndarray, h2: np.ndarray) -> None:
+        self.array[self.positions(h1, h2).ravel()] = True
+        self.count += len(h1)
+
+    def contains(self, h1: np.ndarray, h2: np.ndarray) -> np.ndarray:
+        return cast("np.ndarray", self.array[self.positions(h1, h2)].all(axis=1))  # numpy: Any for an untyped dtype
+
+
+def _hashes(keys: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    h1 = np.fromiter((hash(k) for k in keys), dtype=np.int64, count=len(keys)).view(np.uint64)
+    with np.errstate(over="ignore"):
+        h2 = (h1 >> np.uint64(29)) * np.uint64(0x9E3779B97F4A7C15) | np.uint64(1)
+    return h1, h2
+
+
+class BloomFilter:
+    """Layers of ~8 bits a key and 4 hashes; a new layer, twice the last, when the last is full."""
+
+    def __init__(self, capacity: int = 4_000_000, hashes: int = 4) -> None:
+        self.k = hashes
+        self.layers = [_Layer(max(capacity, 1 << 13), hashes)]
+        self.count = 0
+
+    @property
+    def bits(self) -> int:
+        return sum(layer.bits for layer in self.layers)
+
     def add_many(self, keys: list[str]) -> None:
-        if keys:
-            self._array[self._positions(keys).ravel()] = True
-            self.count += len(keys)
+        if not keys:
+            return
+        newest = self.layers[-1]
+        if newest.count + len(keys) > newest.capacity:
+            newest = _Layer(max(2 * newest.capacity, len(keys)), self.k)
+            self.layers.append(newest)
+        newest.add(*_hashes(keys))
+        self.count += len(keys)
 
     def might_contain(self, keys: list[str]) -> np.ndarray:
         """A boolean per key: False means certainly never added."""
         if not keys:
             return np.zeros(0, dtype=bool)
-        return cast("np.ndarray", self._array[self._positions(keys)].all(axis=1))  # numpy: Any for an untyped dtype
+        h1, h2 = _hashes(keys)
+        found = self.layers[0].contains(h1, h2)
+        for layer in self.layers[1:]:
+            found |= layer.contains(h1, h2)
+        return found
 
     def extend(self, chunks: Iterable[list[str]]) -> None:
         for chunk in chunks:
