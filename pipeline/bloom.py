@@ -37,7 +37,8 @@ class _Layer:
     def positions(self, h1: np.ndarray, h2: np.ndarray) -> np.ndarray:
         i = np.arange(self.k, dtype=np.uint64)
         with np.errstate(over="ignore"):
-            return ((h1[:, None] + i[None, :] * h2[:, None]) & np.uint64(self.bits - 1)).astype(np.int64)
+            positions = ((h1[:, None] + i[None, :] * h2[:, None]) & np.uint64(self.bits - 1)).astype(np.int64)
+        return cast("np.ndarray", positions)  # numpy: Any for an untyped dtype
 
     def add(self, h1: np.ndarray, h2: np.ndarray) -> None:
         self.array[self.positions(h1, h2).ravel()] = True
