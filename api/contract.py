@@ -27,7 +27,10 @@ from abaxus.schemas.codec import decode_json
 from abaxus.schemas.responses import ErrorBody
 from abaxus.schemas.types import JsonNumber, NumberOrString
 
-__all__ = ["ERRORS", "NO_AUTH", "JsonNumberSchema", "RawBody", "StrictBody", "errors", "openapi_config"]
+__all__ = [
+    "ERRORS", "FIVE_MB", "NO_AUTH", "ONE_MB", "JsonNumberSchema",
+    "RawBody", "StrictBody", "check_media", "errors", "openapi_config",
+]
 
 T = TypeVar("T")
 ONE_MB = 1_000_000

@@ -8,7 +8,7 @@ from litestar import Request, Response, get, post
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
 
-from abaxus.api.contract import RawBody, StrictBody, errors
+from abaxus.api.contract import ONE_MB, RawBody, StrictBody, errors
 from abaxus.api.responses import json_response
 from abaxus.api.routes import Paging, page, run
 from abaxus.billing.usage import event_out
@@ -64,7 +64,7 @@ def _batch_raws(raw: bytes) -> list[bytes]:
 
 
 class _OneEvent(RawBody[EventIn]):
-    limit = 1_000_000
+    limit = ONE_MB
 
 
 @post("/v1/events", tags=["events"], status_code=202, dto=_OneEvent, return_dto=None, responses=errors(*BODY))

@@ -6,8 +6,7 @@ from typing import Any
 
 from litestar import Request, Response, post
 
-from abaxus.api.body import read_raw
-from abaxus.api.contract import ERRORS, NO_AUTH, StrictBody, errors
+from abaxus.api.contract import ERRORS, NO_AUTH, ONE_MB, StrictBody, check_media, errors
 from abaxus.api.routes import run, typed
 from abaxus.api.routes.invoices import actor
 from abaxus.billing.payments import Payments
@@ -33,7 +32,8 @@ async def stripe_webhook(request: Request[Any, Any, Any], settings: Settings,
     """Signed with ``Stripe-Signature`` (the route exists only when ``STRIPE_WEBHOOK_SECRET`` is set)."""
     if not settings.stripe_webhook_secret:
         raise AbaxusError("NOT_FOUND", f"No route POST {request.url.path}.", status=404)
-    payload = await read_raw(request)
+    payload = await request.body()
+    check_media(request, payload, ONE_MB)
     await run(payments.webhook, payload, request.headers.get("stripe-signature"))
     return typed({"received": True}, WebhookReceived)
 
