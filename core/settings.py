@@ -22,6 +22,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+from abaxus.clock import Clock, SystemClock
+
 __all__ = ["OTHER_PROGRAMS_VARIABLES", "Settings", "SettingsError"]
 
 # ABAXUS_* variables that are not settings of the server: Settings ignores them.
@@ -31,7 +33,7 @@ OTHER_PROGRAMS_VARIABLES = frozenset({
     "ABAXUS_TEST_PG",  # tests/conftest.py: the PostgreSQL server the tests use
     "ABAXUS_CI_VENV",  # .ci/run: where CI builds its virtualenv
 })
-_SECRETS = frozenset({"bootstrap_key", "stripe_secret_key", "stripe_webhook_secret"})
+_SECRETS = frozenset({"bootstrap_key", "stripe_secret_key", "stripe_webhook_secret", "usage_password"})
 _URLS = frozenset({"database_url", "clickhouse_url", "rate_limit_storage"})
 # Where rate-limit counters live (the ``limits`` package's storage URLs we support).
 _RATE_LIMIT_SCHEMES = frozenset({"memory", "redis", "rediss", "redis+unix"})
@@ -53,6 +55,18 @@ class Settings:
     clickhouse_url: str | None = None
     kafka_brokers: str | None = None
     kafka_topic: str = "abaxus-events"
+    # Partitions of the topic (created with this many when absent); a key always goes to the
+    # same one, so all duplicates of a key meet in one dedup partition. Never lower it later.
+    kafka_partitions: int = 8
+    # Port of a worker's own /healthz, /readyz and /metrics (``abaxus serve --role worker``).
+    worker_port: int = 8081
+    # The ClickHouse HTTP interface the process that owns embedded chDB offers other processes
+    # (API replicas, analysts' clients); loopback by default; ``off`` (None) runs none.
+    usage_host: str = "127.0.0.1"
+    usage_port: int | None = 8123
+    # Password of the front's full-access user ``abaxus`` (API replicas use it in their
+    # ABAXUS_CLICKHOUSE_URL); unset: only read keys get in, read-only.
+    usage_password: str | None = None
     dedup_window_seconds: int = 7 * 86400
     host: str = "127.0.0.1"
     port: int = 8080
@@ -83,6 +97,8 @@ class Settings:
     webhook_retry_window_seconds: float = 3 * 86400.0
     alert_interval_seconds: float = 10.0
     extra: dict[str, str] = field(default_factory=dict)
+    # What "now" is (see abaxus.clock); tests pass a ManualClock. Not read from the environment.
+    clock: Clock = field(default_factory=SystemClock, compare=False)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -149,7 +165,14 @@ class Settings:
         m_lag = _DURATION_RE.match(lag)
         if m_lag is None or int(m_lag.group(1)) < 1:
             raise SettingsError(f"ABAXUS_INTAKE_MAX_LAG must look like 5s or 2m (at least 1s), got {lag!r}.")
+        usage_port_raw = get("ABAXUS_USAGE_PORT")
+        usage_port: int | None = None if usage_port_raw == "off" else integer("ABAXUS_USAGE_PORT", 8123, 1)
         return cls(
+            kafka_partitions=integer("ABAXUS_KAFKA_PARTITIONS", 8, 1),
+            worker_port=integer("ABAXUS_WORKER_PORT", 8081, 1),
+            usage_host=get("ABAXUS_USAGE_HOST") or "127.0.0.1",
+            usage_port=usage_port,
+            usage_password=get("ABAXUS_USAGE_PASSWORD"),
             intake_max_backlog_events=integer("ABAXUS_INTAKE_MAX_BACKLOG", 500_000, 1_000),
             intake_max_lag_seconds=float(int(m_lag.group(1)) * _UNITS[m_lag.group(2)]),
             data_dir=Path(get("ABAXUS_DATA_DIR") or "./abaxus-data"),
