@@ -81,7 +81,8 @@ def open_services(settings: Settings, engine: Engine, telemetry: Telemetry) -> S
     ingestion = Ingestion(settings, engine, telemetry)
     invoicing = Invoicing(engine, ingestion.usage, ingestion.caught_up_as_of)
     return Services(settings=settings, engine=engine, telemetry=telemetry, ingestion=ingestion, usage=ingestion.usage,
-                    invoicing=invoicing, bulk=BulkInvoicing(engine, invoicing), payments=Payments(engine, settings))
+                    invoicing=invoicing, bulk=BulkInvoicing(engine, invoicing, clock=settings.clock),
+                    payments=Payments(engine, settings))
 
 
 def _lifespan(settings: Settings, engine: Engine,

@@ -206,6 +206,13 @@ jobs = Table(
     Column("started_at", BigInteger),
     Column("finished_at", BigInteger),
     Column("actor", String(40)),  # the API key that asked: audit entries of a resumed run name it too
+    # The claim (revision 0006, billing.jobs): the replica running the job, until when its
+    # lease holds (ms; renewed while it runs), and how many claims the job has had (the
+    # fencing token of the current one). NULL: never claimed.
+    Column("claimed_by", String(64)),
+    Column("lease_until", BigInteger),
+    Column("attempts", Integer),
+    Index("ix_jobs_claimable", "status", "lease_until"),
 )
 
 audit_entries = Table(
