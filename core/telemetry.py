@@ -30,6 +30,10 @@ class Telemetry:
         self.intake_refused = Counter(
             "abaxus_intake_refused_requests", "Event requests answered 503 with nothing accepted, by reason.",
             ["reason"], registry=self.registry)
+        self.worker_partition_lag = Gauge(
+            "abaxus_worker_partition_lag_messages",
+            "Messages of each Kafka partition not yet in the usage store (a worker's /metrics).", ["partition"],
+            registry=self.registry)
         self.http_duration = Histogram(
             "abaxus_http_request_duration_seconds", "HTTP request latency.", ["method", "route", "status"],
             registry=self.registry,

@@ -31,6 +31,7 @@ from tenacity import Retrying, retry_if_exception_type, wait_exponential
 from abaxus.logging import get_logger
 from abaxus.pipeline.bloom import BloomFilter
 from abaxus.pipeline.dedup import DedupLogic, DedupResult
+from abaxus.pipeline.kafka import ResumingKafkaSource
 from abaxus.pipeline.log import IntakeLog, LogReader, Position
 from abaxus.pipeline.progress import Progress
 from abaxus.pipeline.records import decode_record
@@ -79,8 +80,10 @@ class _LogPartition(StatefulSourcePartition[Any, Position]):
         self.idle = False
 
     def next_batch(self) -> list[Any]:
+        reader = self.flow.reader
+        assert reader is not None  # this partition reads the local log
         if len(self.held) < _MAX_RECORDS:
-            records, _ = self.flow.reader.read(self.read_position, max_records=_MAX_RECORDS - len(self.held))
+            records, _ = reader.read(self.read_position, max_records=_MAX_RECORDS - len(self.held))
             if records:
                 if not self.held:
                     self.held_since = time.monotonic()
@@ -125,11 +128,12 @@ class _LogSource(FixedPartitionedSource[Any, Position]):
 
 
 class _StoreSinkPartition(StatelessSinkPartition[DedupResult]):
-    def __init__(self, flow: Dataflow) -> None:
+    def __init__(self, flow: Dataflow, worker: str) -> None:
         self.flow = flow
+        self.worker = worker
 
     def write_batch(self, items: list[DedupResult]) -> None:
-        self.flow.store_results(items)
+        self.flow.store_results(items, self.worker)
 
 
 class _StoreSink(DynamicSink[DedupResult]):
@@ -137,17 +141,28 @@ class _StoreSink(DynamicSink[DedupResult]):
         self.flow = flow
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _StoreSinkPartition:
-        return _StoreSinkPartition(self.flow)
+        return _StoreSinkPartition(self.flow, f"{self.flow.process_id or 0}-{worker_index}")
 
 
 class Dataflow:
-    """Owns the running flow: start, stop, health, progress."""
+    """Owns the running flow: start, stop, health, progress.
 
-    def __init__(self, settings: Settings, usage: UsageStore, intake: IntakeLog, telemetry: Telemetry) -> None:
+    One flow definition for both inputs: the local intake log (``intake`` given: embedded,
+    one process) or the Kafka topic (``intake`` None: a worker of the split topology). Only
+    the input step and what the sink records after an insert differ: the log's committed
+    position and this process's ``Progress``, or the stored offsets per partition (and the
+    insert in flight) in the usage store, where API replicas read them.
+    """
+
+    def __init__(self, settings: Settings, usage: UsageStore, intake: IntakeLog | None, telemetry: Telemetry,
+                 *, workers: int = 1, process_id: int | None = None, addresses: list[str] | None = None) -> None:
         self.settings = settings
         self.usage = usage
-        self.intake = intake
-        self.reader = LogReader(intake)
+        self.kafka = intake is None
+        if intake is None and not settings.kafka_brokers:
+            raise ValueError("a dataflow without the local log reads Kafka: set ABAXUS_KAFKA_BROKERS")
+        self.workers, self.process_id, self.addresses = workers, process_id, addresses
+        self.reader = LogReader(intake) if intake is not None else None
         self._trimmed_below = 0
         self.telemetry = telemetry
         self.stopping = threading.Event()
@@ -175,7 +190,7 @@ class Dataflow:
         recovery = self.pipeline_dir / "recovery"
         if not recovery.exists():
             recovery.mkdir(parents=True)
-            init_db_dir(recovery, 1)
+            init_db_dir(recovery, max(1, self.workers * len(self.addresses or [""])))
         log.info("dataflow_starting", stored_keys=stored, filter_seconds=round(time.monotonic() - started, 3),
                  resume_from=list(self.progress.done))
         self._thread = threading.Thread(target=self._run, args=(recovery,), name="abaxus-dataflow", daemon=True)
@@ -183,7 +198,7 @@ class Dataflow:
 
     def _run(self, recovery: Path) -> None:
         try:
-            cli_main(self.build(), workers_per_process=1,
+            cli_main(self.build(), workers_per_process=self.workers, process_id=self.process_id, addresses=self.addresses,
                      epoch_interval=timedelta(seconds=self.settings.epoch_seconds),
                      recovery_config=RecoveryConfig(recovery))
         except BaseException as exc:  # reported through /readyz
@@ -215,12 +230,22 @@ class Dataflow:
     # ---- the flow ------------------------------------------------------------------------
     def build(self) -> BytewaxFlow:
         flow = BytewaxFlow("abaxus_ingest")
-        records = op.input("intake_log", flow, _LogSource(self))
+        source: Any
+        if self.kafka:
+            assert self.settings.kafka_brokers is not None
+            source = ResumingKafkaSource(self.settings.kafka_brokers, self.settings.kafka_topic,
+                                         lambda: self.usage.stored_offsets(self.settings.kafka_topic), self.stopping)
+        else:
+            source = _LogSource(self)
+        # Records are keyed by where their keys' dedup state lives: "all" for the log, the
+        # partition's number for Kafka (all duplicates of a key share a partition).
+        records = op.input("intake_kafka" if self.kafka else "intake_log", flow, source)
         window = self.settings.dedup_window_seconds
+        bloom_lock = threading.Lock()
         deduped = op.stateful_batch(
             "dedup_by_idempotency_key", records,
             lambda resume: DedupLogic(resume, window, self.bloom, self.usage.existing_keys,
-                                      self.telemetry.events_deduplicated.inc))
+                                      self.telemetry.events_deduplicated.inc, bloom_lock))
         op.output("usage_store", op.map("drop_key", deduped, lambda kv: kv[1]), _StoreSink(self))
         return flow
 
@@ -232,7 +257,7 @@ class Dataflow:
         except (FileNotFoundError, ValueError):
             return (0, 0)
 
-    def _commit(self, position: Position) -> None:
+    def _commit(self, position: Position) -> None:  # the local log's only
         """Record how far the usage store holds the log, then drop the segments wholly behind it.
 
         A restart resumes at or after this position (the later of it and Bytewax's snapshot),
@@ -241,7 +266,7 @@ class Dataflow:
         tmp = self.pipeline_dir / "sink.pos.tmp"
         tmp.write_text(f"{position[0]} {position[1]}")
         os.replace(tmp, self.pipeline_dir / "sink.pos")
-        if position[0] > self._trimmed_below:
+        if position[0] > self._trimmed_below and self.reader is not None:
             self.reader.log.delete_before(position[0])
             self._trimmed_below = position[0]
 
@@ -275,7 +300,7 @@ class Dataflow:
             "void_reason": reasons,
         }, schema=EVENT_SCHEMA)
 
-    def store_results(self, items: list[DedupResult]) -> None:
+    def store_results(self, items: list[DedupResult], worker: str = "0-0") -> None:
         kept = [r.kept for r in items if r.kept.num_rows]
         dropped = [r.dropped for r in items if r.dropped.num_rows]
         # No attempt limit: the events stay in the durable log until stored, so the sink waits
@@ -287,19 +312,37 @@ class Dataflow:
                             stop=lambda _: self.stopping.is_set(), sleep=pause, reraise=True)
         for attempt in retrying:
             with attempt:
-                self._store_once(kept, dropped, attempt.retry_state.attempt_number)
+                self._store_once(kept, dropped, attempt.retry_state.attempt_number, worker)
+        if self.kafka:
+            if items:  # markers too: an API replica waits for the offsets past its markers
+                ends: dict[int, int] = {}
+                for r in items:
+                    ends[r.position[0]] = max(ends.get(r.position[0], 0), r.position[1] + 1)
+                for attempt in Retrying(retry=retry_if_exception_type(Exception), sleep=pause, reraise=True,
+                                        wait=wait_exponential(multiplier=0.5, max=2.0), stop=lambda _: self.stopping.is_set()):
+                    with attempt:
+                        self.usage.record_offsets(self.settings.kafka_topic, ends, now_ms())
+            return
         for r in items:
             kept_keys = set(r.kept.column("idempotency_key").to_pylist()) if r.backfill else None
             self.progress.completed(r.position, kept_keys)
         if items:
             self._commit(max(r.position for r in items))
 
-    def _store_once(self, kept: list[pa.RecordBatch], dropped: list[pa.RecordBatch], attempt: int) -> None:
-        """One insert; a failure sets ``store_problem`` (and the stalled signal from the second on)."""
+    def _store_once(self, kept: list[pa.RecordBatch], dropped: list[pa.RecordBatch], attempt: int, worker: str) -> None:
+        """One insert; a failure sets ``store_problem`` (and the stalled signal from the second on).
+
+        With Kafka the insert in flight is announced in the store first (API replicas take a
+        usage watermark only below it) and the pending voids are read again: a void an API
+        replica registered before its barrier applies to every event read after it.
+        """
         stamp = now_ms()
         now = datetime.fromtimestamp(stamp / 1000, tz=UTC)
         self.progress.inserting(stamp)
         try:
+            if self.kafka and (kept or dropped):
+                self.usage.mark_inflight(worker, stamp)
+                self.pending_voids = self.usage.pending_voids()
             if kept:
                 events = self._to_event_rows(kept, now)
                 self.usage.insert_events(events)
@@ -310,6 +353,8 @@ class Dataflow:
                     "idempotency_key": d.column("idempotency_key"), "customer_id": d.column("customer_id"),
                     "metric_key": d.column("metric_key"),
                     "received_at": d.column("accepted_at")}, schema=_DUP_SCHEMA))
+            if self.kafka and (kept or dropped):
+                self.usage.mark_inflight(worker, 0)
             if attempt > 1:
                 log.info("usage_store_recovered", failed_attempts=attempt - 1)
                 self.store_problem = None

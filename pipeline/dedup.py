@@ -26,6 +26,7 @@ that stalled ingestion for hundreds of milliseconds per epoch.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -35,9 +36,11 @@ import pyarrow as pa
 from bytewax.operators import StatefulBatchLogic
 
 from abaxus.pipeline.bloom import BloomFilter
+from abaxus.pipeline.records import INTAKE_SCHEMA
 
 __all__ = ["MAX_REMEMBERED_KEYS", "DedupLogic", "DedupResult"]
 
+_EMPTY = pa.RecordBatch.from_pylist([], schema=INTAKE_SCHEMA)  # what a marker record keeps and drops
 MAX_REMEMBERED_KEYS = 2_000_000  # older keys are found in the store (one batched lookup per Bloom hit)
 
 
@@ -70,7 +73,8 @@ class DedupLogic(StatefulBatchLogic[Any, DedupResult, tuple[float, list[str]]]):
     """Stateful batch logic for step ``dedup_by_idempotency_key``."""
 
     def __init__(self, resume: Any, window_s: int, bloom: BloomFilter,
-                 store_lookup: Callable[[list[str]], set[str]], on_duplicates: Callable[[int], None]) -> None:
+                 store_lookup: Callable[[list[str]], set[str]], on_duplicates: Callable[[int], None],
+                 bloom_lock: threading.Lock | None = None) -> None:
         self.generations: list[dict[str, None]]
         if resume:
             self.rotated, recent = resume
@@ -81,6 +85,9 @@ class DedupLogic(StatefulBatchLogic[Any, DedupResult, tuple[float, list[str]]]):
         self.recent: list[str] = []  # accepted since the last snapshot
         self.window_s = window_s
         self.bloom = bloom
+        # Several Bytewax workers of one process share the filter (each key has one partition,
+        # so no key is checked by two of them; the lock only keeps the filter's arrays whole).
+        self.bloom_lock = bloom_lock or threading.Lock()
         self.store_lookup = store_lookup
         self.on_duplicates = on_duplicates
 
@@ -103,6 +110,9 @@ class DedupLogic(StatefulBatchLogic[Any, DedupResult, tuple[float, list[str]]]):
         pending: list[tuple[Any, Any, bool, list[str], np.ndarray, list[int]]] = []
         hit_keys: list[str] = []
         for batch, position, backfill in items:
+            if batch is None:  # a marker: nothing to dedup, but the sink records its position
+                pending.append((_EMPTY, position, backfill, [], np.ones(0, dtype=bool), []))
+                continue
             keys = batch.column("idempotency_key").to_pylist()
             keep = np.ones(len(keys), dtype=bool)
             unknown = _not_remembered(keys, current, older, keep)
@@ -111,7 +121,8 @@ class DedupLogic(StatefulBatchLogic[Any, DedupResult, tuple[float, list[str]]]):
                 # Remembered at once, so a later record of this activation sees them (first wins);
                 # one that turns out to be stored is a known key all the same.
                 current.update(dict.fromkeys(candidates))
-                hits = self.bloom.might_contain(candidates)
+                with self.bloom_lock:
+                    hits = self.bloom.might_contain(candidates)
                 if hits.any():
                     hit_keys.extend(k for k, h in zip(candidates, hits, strict=True) if h)
             pending.append((batch, position, backfill, keys, keep, unknown))
@@ -125,7 +136,8 @@ class DedupLogic(StatefulBatchLogic[Any, DedupResult, tuple[float, list[str]]]):
                             keep[i] = False
                 new = [keys[i] for i in unknown if keep[i]]
                 self.recent.extend(new)
-                self.bloom.add_many(new)
+                with self.bloom_lock:
+                    self.bloom.add_many(new)
             mask = pa.array(keep)
             kept = batch if keep.all() else batch.filter(mask)
             dropped = batch.slice(0, 0) if keep.all() else batch.filter(pa.array(~keep))

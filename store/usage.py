@@ -8,6 +8,7 @@ analysts' public contract (§18); ``event_duplicates`` records refused submissio
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -168,6 +169,43 @@ class UsageStore:
             self.client.insert(f"{DB}.pending_voids",
                                [[k, r, datetime.fromtimestamp(at / 1000, tz=UTC)] for k, r, at in items],
                                column_names=["idempotency_key", "reason", "voided_at"])
+
+    # ---- the Kafka intake's progress (split topology) ------------------------------------
+    def record_offsets(self, topic: str, next_offsets: dict[int, int], at_ms: int) -> None:
+        """The usage store now holds every message of ``topic`` below these offsets, by partition."""
+        if next_offsets:
+            at = datetime.fromtimestamp(at_ms / 1000, tz=UTC)
+            self.client.insert(f"{DB}.intake_offsets", [[topic, p, o, at] for p, o in sorted(next_offsets.items())],
+                               column_names=["topic", "partition", "next_offset", "updated_at"])
+
+    def stored_offsets(self, topic: str) -> dict[int, int]:
+        """Per partition of ``topic``: the offset below which every message is stored (absent: none yet)."""
+        rows = self.client.query(f"SELECT partition, max(next_offset) FROM {DB}.intake_offsets WHERE topic = %(t)s "
+                                 "GROUP BY partition", parameters={"t": topic}).result_rows
+        return {int(p): int(o) for p, o in rows}
+
+    def mark_inflight(self, worker: str, since_ms: int) -> None:
+        """``worker`` starts an insert stamped ``since_ms`` (0: its insert is done)."""
+        now = time.time_ns()
+        self.client.insert(f"{DB}.sink_inflight", [[worker, since_ms, now, datetime.fromtimestamp(now / 1e9, tz=UTC)]],
+                           column_names=["worker", "inserting_since", "seq", "updated_at"])
+
+    def inflight_since(self, newer_than_ms: int) -> list[int]:
+        """The stamps of inserts in flight now, of workers heard from after ``newer_than_ms``."""
+        rows = self.client.query(
+            f"SELECT argMax(inserting_since, seq), max(updated_at) AS at FROM {DB}.sink_inflight GROUP BY worker "
+            "HAVING at > fromUnixTimestamp64Milli(%(n)s, 'UTC')", parameters={"n": newer_than_ms}).result_rows
+        return [int(since) for since, _ in rows if int(since) > 0]
+
+    def duplicates_received(self, keys: Sequence[str], received_ms: int) -> dict[str, int]:
+        """How many copies of each of ``keys`` the dataflow refused from a submission accepted at ``received_ms``."""
+        if not keys:
+            return {}
+        rows = self.client.query(
+            f"SELECT idempotency_key, count() FROM {DB}.event_duplicates WHERE idempotency_key IN %(k)s "
+            "AND received_at = fromUnixTimestamp64Milli(%(r)s, 'UTC') GROUP BY idempotency_key",
+            parameters={"k": list(keys), "r": received_ms})
+        return {row[0]: int(row[1]) for row in rows.result_rows}
 
     def stored_events(self, keys: Sequence[str]) -> pa.Table:
         """The current (deduplicated) rows of these keys, all columns."""

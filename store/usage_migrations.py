@@ -95,6 +95,24 @@ SELECT customer_id, metric_key, toStartOfHour(timestamp) AS hour,
        toInt64(countIf(NOT voided)) - toInt64(countIf(voided AND voided_at >= ingested_at)) AS event_count
 FROM {DB}.events GROUP BY customer_id, metric_key, hour""",
     ), settings={"allow_experimental_alter_materialized_view_structure": 1}),
+    # The split topology (Kafka between API replicas and workers): how far the usage store
+    # holds each partition of the topic (the API's read-your-writes barrier and a restarted
+    # worker's resume point), and which worker has an insert in flight since when (so a
+    # usage watermark is never taken under an insert that will land below it).
+    Step(3, "Kafka intake: stored offsets per topic partition, and each worker's insert in flight", (
+        f"""CREATE TABLE IF NOT EXISTS {DB}.intake_offsets (
+  topic String,
+  partition UInt32,
+  next_offset Int64,
+  updated_at DateTime64(3, 'UTC')
+) ENGINE = ReplacingMergeTree(next_offset) ORDER BY (topic, partition)""",
+        f"""CREATE TABLE IF NOT EXISTS {DB}.sink_inflight (
+  worker String,
+  inserting_since Int64,
+  seq UInt64,
+  updated_at DateTime64(3, 'UTC')
+) ENGINE = ReplacingMergeTree(seq) ORDER BY worker""",
+    )),
 )
 
 _BOOTSTRAP = (
