@@ -50,7 +50,8 @@ from abaxus.billing.jobs import BulkInvoicing
 from abaxus.billing.payments import Payments
 from abaxus.billing.webhooks import WebhookDispatcher
 from abaxus.logging import configure_logging, get_logger
-from abaxus.pipeline.service import Ingestion
+from abaxus.pipeline.kafka_ingestion import KafkaIngestion
+from abaxus.pipeline.service import EmbeddedIngestion, Ingestion
 from abaxus.settings import Settings
 from abaxus.store.metadata import migrate, open_engine
 from abaxus.telemetry import Telemetry
@@ -78,7 +79,8 @@ def open_metadata(settings: Settings, engine: Engine | None = None) -> Engine:
 def open_services(settings: Settings, engine: Engine, telemetry: Telemetry) -> Services:
     """Migrate the metadata store and open the ingestion pipeline (not started yet) and billing on it."""
     open_metadata(settings, engine)
-    ingestion = Ingestion(settings, engine, telemetry)
+    # With a broker the events go to Kafka and workers store them; else the embedded log and dataflow.
+    ingestion: Ingestion = (KafkaIngestion if settings.kafka_brokers else EmbeddedIngestion)(settings, engine, telemetry)
     invoicing = Invoicing(engine, ingestion.usage, ingestion.caught_up_as_of)
     return Services(settings=settings, engine=engine, telemetry=telemetry, ingestion=ingestion, usage=ingestion.usage,
                     invoicing=invoicing, bulk=BulkInvoicing(engine, invoicing, clock=settings.clock),
