@@ -25,6 +25,7 @@ import pytest
 import yaml
 
 from abaxus.settings import Settings
+from abaxus.telemetry import Telemetry
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -330,7 +331,8 @@ class TestHelmChart:
             for endpoint in monitor["spec"]["endpoints"]:
                 assert endpoint["port"] in port_names
                 assert endpoint["path"] == "/metrics"
-                assert endpoint["authorization"]["credentials"] == {"name": "abaxus-metrics-key", "key": "api-key"}
+                if monitor["metadata"]["labels"]["app.kubernetes.io/component"] == "api":  # /metrics asks for a read key
+                    assert endpoint["authorization"]["credentials"] == {"name": "abaxus-metrics-key", "key": "api-key"}
         assert {m["metadata"]["labels"]["app.kubernetes.io/component"] for m in monitors} == {"api", "worker"}
 
     def test_service_monitor_without_a_read_key_is_refused(self):
@@ -469,3 +471,47 @@ class TestSystemdFiles:
         assert re.search(r"^ExecStartPre=\S+/abaxus migrate$", unit, re.M)
         assert re.search(r"^ExecStart=\S+/abaxus serve", unit, re.M)
         assert {"[Unit]", "[Service]", "[Install]"} <= set(re.findall(r"^\[\w+\]$", unit, re.M))
+
+
+# ---------------------------------------------------------------- the README
+
+
+class _Recorder(dict[str, str]):
+    """An empty environment that notes every name looked up in it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked: set[str] = set()
+
+    def __getitem__(self, name: str) -> str:
+        self.asked.add(name)
+        return super().__getitem__(name)
+
+    def __contains__(self, name: object) -> bool:
+        self.asked.add(str(name))
+        return super().__contains__(name)
+
+    def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
+        self.asked.add(name)
+        return super().get(name, default)
+
+
+class TestReadme:
+    def test_lists_every_setting(self):
+        env = _Recorder()
+        Settings.from_env(env)
+        assert len(env.asked) > 20, env.asked
+        readme = (DEPLOY / "README.md").read_text()
+        missing = sorted(name for name in env.asked if f"`{name}`" not in readme)
+        assert not missing, f"deploy/README.md does not document {missing}"
+
+    def test_metrics_it_names_exist(self):
+        """Every abaxus_* metric the README and the chart's NOTES tell operators to watch is one Abaxus exports."""
+        exported: set[str] = set()
+        for family in Telemetry().registry.collect():
+            suffixes = {"counter": ["_total"], "histogram": ["", "_count", "_sum", "_bucket"]}.get(family.type, [""])
+            exported |= {family.name + suffix for suffix in suffixes}
+        text = (DEPLOY / "README.md").read_text() + (CHART / "templates" / "NOTES.txt").read_text()
+        named = set(re.findall(r"\babaxus_[a-z_]+\b", text)) - {"abaxus_error"}
+        assert named, "the README names the metrics to watch"
+        assert not named - exported, f"not exported by abaxus.telemetry: {sorted(named - exported)}"
