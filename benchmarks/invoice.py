@@ -29,7 +29,7 @@ from abaxus.billing.invoices import Invoicing
 from abaxus.billing.jobs import BulkInvoicing
 from abaxus.billing.metrics import create_metric
 from abaxus.billing.plans import create_plan_version
-from abaxus.rating import ChargeTerms, Tier, rate
+from abaxus.rating import Tier, Tiered, rate
 from abaxus.schemas.catalog import MetricCreate, PlanCreate
 from abaxus.schemas.codec import decode_json
 from abaxus.settings import Settings
@@ -126,7 +126,7 @@ def main() -> None:
     qs = [Decimal(int(x)) for x in rng.integers(0, 2_000_000, 1_000_000)]
     arr = pa.array(qs, pa.decimal128(38, 10))
     t0 = time.perf_counter()
-    vec = rate(arr, ChargeTerms("tiered", tiers=TIERS), 2).amount
+    vec = rate(arr, Tiered(TIERS), 2).amount
     vec_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     loop = decimal_loop(qs)

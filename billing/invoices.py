@@ -280,7 +280,7 @@ class Invoicing:
                 return {"rows": [], "limit": limit, "event_count": line["event_count"],
                         "events_checksum": line["events_checksum"]}
             window = next(w for w in self._windows_of(conn, original)
-                          if any(w.charge_prefix + c.id == charge_id for c in w.plan.charges))
+                          if any(f"{w.charge_prefix}{c.id}" == charge_id for c in w.plan.charges))
         as_of = inv["usage_as_of"]
         filters = {"customer_id": inv["customer_id"], "metric_key": line["metric_key"], "from": window.start,
                    "to": window.end, "gaps": window.gaps,

@@ -1,7 +1,8 @@
 """Price plans as immutable versions (§6): every POST of an id appends version N+1.
 
-A stored charge keeps its prices as exact decimal strings; ``PlanVersion`` is the typed
-form billing and rating read back.
+A charge is stored as the ``abaxus.schemas.catalog.Charge`` it was validated into (its
+``id`` and ``description`` filled in, prices as exact decimal strings); ``PlanVersion`` is
+the typed form billing reads back.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from decimal import Decimal
 from typing import Any
 
 import msgspec
+from msgspec.structs import replace
 from sqlalchemy import Connection, Engine, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
@@ -17,13 +19,27 @@ from abaxus.billing import _validate as v
 from abaxus.errors import Conflict, InvalidInput, NotFound
 from abaxus.ids import CLIENT_ID_RE
 from abaxus.money import format_price, format_quantity, normalize_currency, parse_decimal
-from abaxus.schemas.catalog import ChargeIn, ChargeOut, EntitlementOut, MinimumOut, PlanCreate, PlanOut, TierOut
+from abaxus.schemas.catalog import (
+    Charge,
+    ChargeOut,
+    EntitlementOut,
+    FlatFeeCharge,
+    MinimumOut,
+    PackageCharge,
+    PerUnitCharge,
+    PlanCreate,
+    PlanOut,
+    Tier,
+    TieredCharge,
+    TierOut,
+    VolumeCharge,
+    pricing_model,
+)
 from abaxus.store.paging import fetch_page
 from abaxus.store.tables import metrics, plan_versions
 from abaxus.timefmt import format_ms, now_ms, parse_timestamp
 
 __all__ = [
-    "Charge",
     "Entitlement",
     "Minimum",
     "PlanVersion",
@@ -39,32 +55,6 @@ __all__ = [
 MAX_PRICE = Decimal(10) ** 12
 _MAX_CHARGE_ID, _MAX_TIERS, _MAX_CHARGES = 64, 50, 100  # §6
 _VERSION_ATTEMPTS = 5  # a racing writer took the next version number: try the one after
-_USAGE_FIELDS = {
-    "per_unit": {"unit_price"},
-    "tiered": {"tiers"},
-    "volume": {"tiers"},
-    "package": {"package_size", "package_price"},
-    "flat_fee": {"amount"},
-}
-_PRICE_FIELDS = ("unit_price", "tiers", "package_size", "package_price", "amount")
-
-
-class Tier(msgspec.Struct, frozen=True):
-    up_to: int | None
-    unit_price: Decimal
-    flat_amount: Decimal
-
-
-class Charge(msgspec.Struct, frozen=True):
-    id: str
-    metric_key: str | None
-    pricing_model: str
-    description: str
-    unit_price: Decimal | None = None
-    tiers: list[Tier] | None = None
-    package_size: Decimal | None = None
-    package_price: Decimal | None = None
-    amount: Decimal | None = None
 
 
 class Entitlement(msgspec.Struct, frozen=True):
@@ -99,65 +89,52 @@ class PlanVersion(msgspec.Struct, frozen=True):
         return {"monthly": 1, "quarterly": 3, "annual": 12}[self.billing_period]
 
 
-def _price(value: Decimal | None, field: str) -> Decimal:
-    if value is None:
-        raise InvalidInput("MISSING_FIELD", f"Add the price '{field.rsplit('.', 1)[-1]}'.", field)
+def _price(value: Decimal, field: str) -> Decimal:
     return parse_decimal(value, field, max_places=12, lower=Decimal(0), upper=MAX_PRICE)
 
 
-def _charge(i: int, c: ChargeIn, active_metrics: dict[str, dict[str, Any]]) -> Charge:  # noqa: PLR0912 - one branch per rule a charge must meet
+def _charge(i: int, c: Charge, active_metrics: dict[str, dict[str, Any]]) -> Charge:
+    """The charge as stored: its prices checked, its id and description filled in."""
     at = f"charges.{i}"
-    cid = c.id if c.id is not None else f"chg_{i + 1}"
     if c.id is not None and not (1 <= len(c.id) <= _MAX_CHARGE_ID and CLIENT_ID_RE.fullmatch(c.id)):
         raise InvalidInput("INVALID_ID", "Charge ids are 1–64 characters of letters, digits, '_', '.' or '-'.", f"{at}.id")
-    for name in _PRICE_FIELDS:
-        if getattr(c, name) is not None and name not in _USAGE_FIELDS[c.pricing_model]:
-            raise InvalidInput("INVALID_FIELD", f"'{name}' is not used by the {c.pricing_model} model; remove it.",
-                               f"{at}.{name}")
-    metric_name = None
-    if c.pricing_model == "flat_fee":
-        if c.metric_key is not None:
-            raise InvalidInput("INVALID_FIELD", "A flat_fee charge has no metric; set metric_key to null.", f"{at}.metric_key")
-    else:
-        if c.metric_key is None:
-            raise InvalidInput("MISSING_FIELD", "A usage charge needs 'metric_key'.", f"{at}.metric_key")
-        metric = active_metrics.get(c.metric_key)
-        if metric is None:
-            raise InvalidInput("UNKNOWN_METRIC", f"No metric '{c.metric_key}'; create it with POST /v1/metrics first.",
-                               f"{at}.metric_key")
-        if metric["status"] != "active":
-            raise InvalidInput("METRIC_INACTIVE", f"Metric '{c.metric_key}' is deactivated; price an active one.",
-                               f"{at}.metric_key")
-        metric_name = metric["name"]
+    metric_name = None if isinstance(c, FlatFeeCharge) else _metric_name(c.metric_key, active_metrics, f"{at}.metric_key")
     if c.description is not None:
         v.text(c.description, f"{at}.description", max_len=500)
-    description = c.description or (f"{metric_name} ({c.pricing_model})" if metric_name else "Flat fee")
-    kw: dict[str, Any] = {}
-    if c.pricing_model == "per_unit":
-        kw["unit_price"] = _price(c.unit_price, f"{at}.unit_price")
-    elif c.pricing_model in ("tiered", "volume"):
-        kw["tiers"] = _tiers(c, at)
-    elif c.pricing_model == "package":
-        if c.package_size is None:
-            raise InvalidInput("MISSING_FIELD", "Add 'package_size': the units in one package.", f"{at}.package_size")
-        kw["package_size"] = parse_decimal(c.package_size, f"{at}.package_size", max_places=10, lower=Decimal(0),
-                                           upper=Decimal(10) ** 18, lower_inclusive=False)
-        kw["package_price"] = _price(c.package_price, f"{at}.package_price")
-    else:
-        kw["amount"] = _price(c.amount, f"{at}.amount")
-    return Charge(id=cid, metric_key=c.metric_key, pricing_model=c.pricing_model, description=description, **kw)
+    priced: Charge
+    match c:
+        case PerUnitCharge():
+            priced = replace(c, unit_price=_price(c.unit_price, f"{at}.unit_price"))
+        case TieredCharge() | VolumeCharge():
+            priced = replace(c, tiers=_tiers(c.tiers, at))
+        case PackageCharge():
+            size = parse_decimal(c.package_size, f"{at}.package_size", max_places=10, lower=Decimal(0),
+                                 upper=Decimal(10) ** 18, lower_inclusive=False)
+            priced = replace(c, package_size=size, package_price=_price(c.package_price, f"{at}.package_price"))
+        case FlatFeeCharge():
+            priced = replace(c, amount=_price(c.amount, f"{at}.amount"))
+    description = c.description or (f"{metric_name} ({pricing_model(c)})" if metric_name else "Flat fee")
+    return replace(priced, id=c.id if c.id is not None else f"chg_{i + 1}", description=description)
 
 
-def _tiers(c: ChargeIn, at: str) -> list[Tier]:
-    if not c.tiers:
-        raise InvalidInput("MISSING_FIELD" if c.tiers is None else "VALIDATION_ERROR",
-                           "Send 1–50 tiers; the last has up_to null.", f"{at}.tiers")
-    if len(c.tiers) > _MAX_TIERS:
+def _metric_name(key: str, active_metrics: dict[str, dict[str, Any]], field: str) -> str:
+    metric = active_metrics.get(key)
+    if metric is None:
+        raise InvalidInput("UNKNOWN_METRIC", f"No metric '{key}'; create it with POST /v1/metrics first.", field)
+    if metric["status"] != "active":
+        raise InvalidInput("METRIC_INACTIVE", f"Metric '{key}' is deactivated; price an active one.", field)
+    return str(metric["name"])
+
+
+def _tiers(tiers: list[Tier], at: str) -> list[Tier]:
+    if not tiers:
+        raise InvalidInput("VALIDATION_ERROR", "Send 1–50 tiers; the last has up_to null.", f"{at}.tiers")
+    if len(tiers) > _MAX_TIERS:
         raise InvalidInput("VALIDATION_ERROR", "Send at most 50 tiers.", f"{at}.tiers")
     out: list[Tier] = []
     previous = 0
-    last = len(c.tiers) - 1
-    for k, t in enumerate(c.tiers):
+    last = len(tiers) - 1
+    for k, t in enumerate(tiers):
         field = f"{at}.tiers.{k}.up_to"
         if t.up_to is None and k != last:
             raise InvalidInput("LAST_TIER_MUST_BE_UNBOUNDED", "Only the last tier may have up_to null.", field)
@@ -215,7 +192,7 @@ def create_plan_version(engine: Engine, body: PlanCreate) -> PlanOut:
     with engine.connect() as conn:
         known = {r["key"]: dict(r) for r in conn.execute(select(metrics)).mappings()}
     charges = [_charge(i, c, known) for i, c in enumerate(body.charges)]
-    seen: set[str] = set()
+    seen: set[str | None] = set()
     for i, c in enumerate(charges):
         if c.id in seen:
             raise InvalidInput("DUPLICATE_CHARGE_ID", f"Charge id '{c.id}' is used twice; charge ids are unique per version.",
@@ -248,12 +225,25 @@ def _version(row: Any) -> PlanVersion:
     return PlanVersion(
         plan_id=row["plan_id"], version=row["version"], name=row["name"], currency=row["currency"],
         billing_period=row["billing_period"],
-        charges=msgspec.json.decode(row["charges"], type=list[Charge]),
+        charges=_stored_charges(row["charges"]),
         entitlements=msgspec.json.decode(row["entitlements"], type=list[Entitlement]),
         changelog=row["changelog"], effective_from=row["effective_from"], created_at=row["created_at"],
         deprecated_at=row["deprecated_at"],
         minimum=msgspec.json.decode(row["minimum"], type=Minimum) if row["minimum"] is not None else None,
     )
+
+
+_CHARGES = msgspec.json.Decoder(list[Charge])
+
+
+def _stored_charges(text: str) -> list[Charge]:
+    """A version's charges as stored. Versions stored before charges were a tagged union list
+    every model's fields, the unused ones null: those nulls are dropped before converting."""
+    try:
+        return _CHARGES.decode(text)
+    except msgspec.ValidationError:
+        rows = msgspec.json.decode(text)
+        return msgspec.convert([{k: x for k, x in r.items() if x is not None} for r in rows], list[Charge])
 
 
 def _versions(conn: Connection, plan_id: str) -> list[PlanVersion]:
@@ -280,18 +270,20 @@ def statuses(versions: list[PlanVersion], now: int) -> dict[int, str]:
 
 
 def _charge_out(c: Charge, currency: str) -> ChargeOut:
-    out = ChargeOut(id=c.id, metric_key=c.metric_key, pricing_model=c.pricing_model, description=c.description)
-    if c.unit_price is not None:
-        out.unit_price = format_price(c.unit_price, currency)
-    if c.tiers is not None:
-        out.tiers = [TierOut(up_to=t.up_to, unit_price=format_price(t.unit_price, currency),
-                             flat_amount=format_price(t.flat_amount, currency)) for t in c.tiers]
-    if c.package_size is not None:
-        out.package_size = format_quantity(c.package_size)
-    if c.package_price is not None:
-        out.package_price = format_price(c.package_price, currency)
-    if c.amount is not None:
-        out.amount = format_price(c.amount, currency)
+    assert c.id is not None, "filled in by _charge before storing"
+    assert c.description is not None, "filled in by _charge before storing"
+    out = ChargeOut(id=c.id, metric_key=c.metric_key, pricing_model=pricing_model(c), description=c.description)
+    match c:
+        case PerUnitCharge():
+            out.unit_price = format_price(c.unit_price, currency)
+        case TieredCharge() | VolumeCharge():
+            out.tiers = [TierOut(up_to=t.up_to, unit_price=format_price(t.unit_price, currency),
+                                 flat_amount=format_price(t.flat_amount, currency)) for t in c.tiers]
+        case PackageCharge():
+            out.package_size = format_quantity(c.package_size)
+            out.package_price = format_price(c.package_price, currency)
+        case FlatFeeCharge():
+            out.amount = format_price(c.amount, currency)
     return out
 
 

@@ -11,18 +11,27 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, assert_never
 
 import pyarrow as pa
 from sqlalchemy import Connection, select
 
 from abaxus.billing.commercial import Commitment, minimum_line
-from abaxus.billing.plans import Charge, PlanVersion, load_version
+from abaxus.billing.plans import PlanVersion, load_version
 from abaxus.billing.subscriptions import period_containing
 from abaxus.billing.timeline import Timeline, load_amendments, load_timeline, subtract
 from abaxus.errors import InvalidInput, NotFound
 from abaxus.money import exponent, format_price, format_quantity
-from abaxus.rating import AmountOverflow, ChargeTerms, Tier, rate
+from abaxus.rating import AmountOverflow, FlatFee, Package, PerUnit, Terms, Tier, Tiered, Volume, rate
+from abaxus.schemas.catalog import (
+    Charge,
+    FlatFeeCharge,
+    PackageCharge,
+    PerUnitCharge,
+    TieredCharge,
+    VolumeCharge,
+    pricing_model,
+)
 from abaxus.store.tables import metrics, subscriptions
 from abaxus.store.usage import Aggregate, MetricSpec, UsageStore
 
@@ -117,11 +126,21 @@ def choose_subscription(conn: Connection, customer_id: str, cutoff_ms: int, subs
     return billable[0]
 
 
-def terms_of(charge: Charge) -> ChargeTerms:
-    return ChargeTerms(
-        pricing_model=charge.pricing_model, unit_price=charge.unit_price,
-        tiers=tuple(Tier(t.up_to, t.unit_price, t.flat_amount) for t in charge.tiers or ()),
-        package_size=charge.package_size, package_price=charge.package_price, amount=charge.amount)
+def terms_of(charge: Charge) -> Terms:
+    """A stored charge as the pure rating core's terms (it cannot import the schemas)."""
+    match charge:
+        case PerUnitCharge():
+            return PerUnit(charge.unit_price)
+        case TieredCharge():
+            return Tiered(tuple(Tier(t.up_to, t.unit_price, t.flat_amount) for t in charge.tiers))
+        case VolumeCharge():
+            return Volume(tuple(Tier(t.up_to, t.unit_price, t.flat_amount) for t in charge.tiers))
+        case PackageCharge():
+            return Package(charge.package_size, charge.package_price)
+        case FlatFeeCharge():
+            return FlatFee(charge.amount)
+        case _:
+            assert_never(charge)
 
 
 def load_specs(conn: Connection, windows: list[Window]) -> list[MetricSpec]:
@@ -150,26 +169,34 @@ def usage_for(usage: UsageStore, windows: list[Window], specs: list[MetricSpec],
 
 def _line(charge: Charge, currency: str, quantity: Decimal, amount: int, rated: Any, i: int,
           agg: Aggregate | None, prefix: str) -> dict[str, Any]:
-    unit_price = charge.unit_price if charge.pricing_model == "per_unit" else (
-        charge.package_price if charge.pricing_model == "package" else charge.amount)
+    match charge:  # the line's one price: per unit, per package or the fee; tiers have their own
+        case PerUnitCharge():
+            unit_price: Decimal | None = charge.unit_price
+        case PackageCharge():
+            unit_price = charge.package_price
+        case FlatFeeCharge():
+            unit_price = charge.amount
+        case _:
+            unit_price = None
     line: dict[str, Any] = {
-        "charge_id": prefix + charge.id, "description": charge.description, "pricing_model": charge.pricing_model,
+        "charge_id": f"{prefix}{charge.id}", "description": charge.description, "pricing_model": pricing_model(charge),
         "metric_key": charge.metric_key, "quantity": format_quantity(quantity),
         "unit_price": format_price(unit_price, currency) if unit_price is not None else None, "amount": amount,
     }
-    if charge.pricing_model == "package":
+    if isinstance(charge, PackageCharge):
         line["packages"] = rated.packages[i].as_py()
-    if charge.pricing_model in ("tiered", "volume"):
+    if isinstance(charge, (TieredCharge, VolumeCharge)):
+        graduated = isinstance(charge, TieredCharge)
         breakdown = []
         lower = 0
         applied = rated.applied_tier[i].as_py() if rated.applied_tier is not None else None
-        for k, tier in enumerate(charge.tiers or []):
+        for k, tier in enumerate(charge.tiers):
             row = {"tier": k + 1, "from": lower, "up_to": tier.up_to,
-                   "quantity": format_quantity(rated.tier_quantity[k][i].as_py()) if charge.pricing_model == "tiered"
+                   "quantity": format_quantity(rated.tier_quantity[k][i].as_py()) if graduated
                    else format_quantity(max(quantity, Decimal(0))),
                    "unit_price": format_price(tier.unit_price, currency),
                    "flat_amount": format_price(tier.flat_amount, currency), "amount": rated.tier_amount[k][i].as_py()}
-            if charge.pricing_model == "tiered" or k == applied:
+            if graduated or k == applied:
                 breakdown.append(row)
             lower = tier.up_to if tier.up_to is not None else lower
         line["tier_breakdown"] = breakdown
@@ -187,11 +214,11 @@ def price_windows(usage: UsageStore, windows: list[Window], specs: list[MetricSp
     """
     aggregates = usage_for(usage, windows, specs, as_of_ms) if quantities is None else {}
     # Group (window, charge) rows by identical terms so each group is one rating call.
-    by_terms: dict[tuple[str, int, str, str], list[tuple[int, Window, Charge]]] = defaultdict(list)
+    by_terms: dict[tuple[str, int, str | None, str], list[tuple[int, Window, Charge]]] = defaultdict(list)
     for wi, w in enumerate(windows):
         for charge in w.plan.charges:
             by_terms[(w.plan.plan_id, w.plan.version, charge.id, w.plan.currency)].append((wi, w, charge))
-    lines: dict[tuple[int, str], dict[str, Any]] = {}
+    lines: dict[tuple[int, str | None], dict[str, Any]] = {}  # charge ids: always set once stored
     for (_, _, _, currency), rows in by_terms.items():
         charge = rows[0][2]
         qs: list[Decimal] = []

@@ -18,6 +18,7 @@ from abaxus.billing.pricing import Window
 from abaxus.billing.subscriptions import period_containing
 from abaxus.billing.timeline import Timeline
 from abaxus.money import round_minor
+from abaxus.schemas.catalog import FlatFeeCharge
 from abaxus.store.tables import amendments, invoices
 
 __all__ = ["credit_lines", "mark_credited"]
@@ -44,7 +45,7 @@ def credit_lines(conn: Connection, window: Window, timeline: Timeline) -> list[d
         p_start, p_end = period_containing(sub["start_date"], old.months, at)
         days, unused = (p_end - p_start) // _DAY_MS, (p_end - at) // _DAY_MS
         for charge in old.charges:
-            if charge.pricing_model != "flat_fee" or charge.amount is None:
+            if not isinstance(charge, FlatFeeCharge):
                 continue
             credit = (Decimal(round_minor(charge.amount, currency)) * unused / days).quantize(Decimal(1), ROUND_HALF_UP)
             lines.append({

@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 _DECIMAL128_DIGITS = 38
 _MAX_PRICE_PLACES = 12  # prices have at most 12 decimals (see the module doc)
 
-__all__ = ["AmountOverflow", "ChargeTerms", "Rated", "Tier", "rate"]
+__all__ = ["AmountOverflow", "FlatFee", "Package", "PerUnit", "Rated", "Terms", "Tier", "Tiered", "Volume", "rate"]
 
 _ROUND = "half_towards_infinity"  # = Python's ROUND_HALF_UP: halves away from zero
 
@@ -62,13 +62,37 @@ class Tier:
 
 
 @dataclass(frozen=True)
-class ChargeTerms:
-    pricing_model: str
-    unit_price: Decimal | None = None
-    tiers: tuple[Tier, ...] = ()
-    package_size: Decimal | None = None
-    package_price: Decimal | None = None
-    amount: Decimal | None = None
+class PerUnit:
+    unit_price: Decimal
+
+
+@dataclass(frozen=True)
+class Tiered:
+    """Graduated: each tier prices only its own units."""
+
+    tiers: tuple[Tier, ...]
+
+
+@dataclass(frozen=True)
+class Volume:
+    """The tier holding the quantity prices every unit."""
+
+    tiers: tuple[Tier, ...]
+
+
+@dataclass(frozen=True)
+class Package:
+    package_size: Decimal
+    package_price: Decimal
+
+
+@dataclass(frozen=True)
+class FlatFee:
+    amount: Decimal
+
+
+# One charge's terms, one type per pricing model (§6): ``rate`` dispatches on the type.
+Terms = PerUnit | Tiered | Volume | Package | FlatFee
 
 
 @dataclass
@@ -96,10 +120,21 @@ def _minor(exact: pa.Array, exponent: int) -> pa.Array:
         raise AmountOverflow("an amount exceeds 9,223,372,036,854,775,807 minor units") from None
 
 
-def _prices(terms: ChargeTerms) -> list[Decimal]:
-    values = [terms.unit_price, terms.package_price, terms.amount, terms.package_size]
-    values += [t.unit_price for t in terms.tiers] + [t.flat_amount for t in terms.tiers]
-    return [v for v in values if v is not None]
+def _prices(terms: Terms) -> list[Decimal]:
+    """Every price (and package size) of the terms: what the decimal types must hold."""
+    match terms:
+        case PerUnit(unit_price=price):
+            return [price]
+        case Tiered(tiers=tiers) | Volume(tiers=tiers):
+            return [t.unit_price for t in tiers] + [t.flat_amount for t in tiers]
+        case Package(package_size=size, package_price=price):
+            return [price, size]
+        case FlatFee(amount=amount):
+            return [amount]
+
+
+def _tiers_of(terms: Terms) -> tuple[Tier, ...]:
+    return terms.tiers if isinstance(terms, (Tiered, Volume)) else ()
 
 
 def _scalar(value: Decimal, type_: pa.DataType) -> pa.Scalar:
@@ -107,13 +142,13 @@ def _scalar(value: Decimal, type_: pa.DataType) -> pa.Scalar:
     return pa.scalar(value.quantize(Decimal(1).scaleb(-type_.scale)), type_)
 
 
-def _integer_plan(quantities: pa.Array, terms: ChargeTerms, exponent: int) -> tuple[np.ndarray, int] | None:
+def _integer_plan(quantities: pa.Array, terms: Terms, exponent: int) -> tuple[np.ndarray, int] | None:
     """(quantities ≥ 0 as int64, price scale S) when every product fits int64 exactly, else None.
 
     With whole quantities and prices scaled by 10^S to integers, units × price is an exact
     integer; rounding to minor units is then integer division, half up (all values ≥ 0).
     """
-    if terms.pricing_model not in ("per_unit", "tiered", "volume") or len(quantities) == 0:
+    if not isinstance(terms, (PerUnit, Tiered, Volume)) or len(quantities) == 0:
         return None
     try:  # a checked cast: refuses any fractional quantity or one beyond int64
         qn = np.maximum(pc.cast(quantities, pa.int64()).to_numpy(zero_copy_only=False), 0)
@@ -121,7 +156,7 @@ def _integer_plan(quantities: pa.Array, terms: ChargeTerms, exponent: int) -> tu
         return None
     prices = _prices(terms)
     scale = max([_places(p) for p in prices] + [0])
-    biggest_q = max([int(qn.max())] + [t.up_to for t in terms.tiers if t.up_to is not None])
+    biggest_q = max([int(qn.max())] + [t.up_to for t in _tiers_of(terms) if t.up_to is not None])
     biggest_p = max([*prices, Decimal(0)]) * 2 * 10 ** scale + 1
     if scale > _MAX_PRICE_PLACES or biggest_q * biggest_p * 2 * 10 ** (exponent + 1) >= 2**62:
         return None
@@ -135,17 +170,16 @@ def _int_minor(scaled: np.ndarray, scale: int, exponent: int) -> np.ndarray:
     return cast("np.ndarray", (num + den // 2) // den)  # numpy types arithmetic on an untyped dtype as Any
 
 
-def _rate_integers(qn: np.ndarray, scale: int, terms: ChargeTerms, exponent: int) -> Rated:
+def _rate_integers(qn: np.ndarray, scale: int, terms: PerUnit | Tiered | Volume, exponent: int) -> Rated:
     factor = 10**scale
 
     def as_int(d: Decimal) -> int:
         return int(d * factor)
 
-    if terms.pricing_model == "per_unit":
-        assert terms.unit_price is not None
+    if isinstance(terms, PerUnit):
         return Rated(amount=pa.array(_int_minor(qn * as_int(terms.unit_price), scale, exponent)))
     bounds = _bounds(terms.tiers)
-    if terms.pricing_model == "tiered":
+    if isinstance(terms, Tiered):
         total = np.zeros(len(qn), dtype=np.int64)
         quantities, amounts = [], []
         for lower, upper, tier in bounds:
@@ -169,34 +203,30 @@ def _rate_integers(qn: np.ndarray, scale: int, terms: ChargeTerms, exponent: int
     return Rated(amount=pa.array(total), tier_amount=tier_amounts, applied_tier=pa.array(applied))
 
 
-def rate(quantities: pa.Array, terms: ChargeTerms, exponent: int) -> Rated:
+def rate(quantities: pa.Array, terms: Terms, exponent: int) -> Rated:
     """Price every quantity under ``terms``; negative quantities are priced as 0."""
     plan = _integer_plan(quantities, terms, exponent)
     if plan is not None:
+        assert isinstance(terms, (PerUnit, Tiered, Volume))  # the only terms _integer_plan takes
         return _rate_integers(plan[0], plan[1], terms, exponent)
     q = pc.max_element_wise(quantities, pa.scalar(Decimal(0), quantities.type))
-    t = _types(q, _prices(terms), [Decimal(x.up_to) for x in terms.tiers if x.up_to is not None])
+    t = _types(q, _prices(terms), [Decimal(x.up_to) for x in _tiers_of(terms) if x.up_to is not None])
     q = pc.cast(q, t.q)
-    model = terms.pricing_model
-    if model == "flat_fee":
-        assert terms.amount is not None
-        one = pa.repeat(_scalar(Decimal(1), t.q), len(q))
-        return Rated(amount=_minor(pc.multiply(one, _scalar(terms.amount, t.p)), exponent))
-    if model == "per_unit":
-        assert terms.unit_price is not None
-        return Rated(amount=_minor(pc.multiply(q, _scalar(terms.unit_price, t.p)), exponent))
-    if model == "package":
-        return _package(q, terms, exponent, t)
-    if model == "tiered":
-        return _tiered(q, terms.tiers, exponent, t)
-    if model == "volume":
-        return _volume(q, terms.tiers, exponent, t)
-    raise ValueError(f"unknown pricing model {model!r}")
+    match terms:
+        case FlatFee(amount=amount):
+            one = pa.repeat(_scalar(Decimal(1), t.q), len(q))
+            return Rated(amount=_minor(pc.multiply(one, _scalar(amount, t.p)), exponent))
+        case PerUnit(unit_price=price):
+            return Rated(amount=_minor(pc.multiply(q, _scalar(price, t.p)), exponent))
+        case Package():
+            return _package(q, terms, exponent)
+        case Tiered(tiers=tiers):
+            return _tiered(q, tiers, exponent, t)
+        case Volume(tiers=tiers):
+            return _volume(q, tiers, exponent, t)
 
 
-def _package(q: pa.Array, terms: ChargeTerms, exponent: int, t: _Types) -> Rated:
-    assert terms.package_size is not None
-    assert terms.package_price is not None
+def _package(q: pa.Array, terms: Package, exponent: int) -> Rated:
     wide = pa.decimal256(30, 10)  # the quotient needs room; packages are few, so this stays cheap
     qw = pc.cast(q, wide)
     size = _scalar(terms.package_size, wide)

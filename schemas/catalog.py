@@ -1,9 +1,15 @@
-"""Request and response bodies for keys, metrics, price plans, customers and subscriptions."""
+"""Request and response bodies for keys, metrics, price plans, customers and subscriptions.
+
+A plan charge is one of five structs, one per pricing model, told apart by their
+``pricing_model`` tag (§6): ``Charge`` is decoded from the request, stored as it was
+validated and read back by billing, which turns it into ``abaxus.rating`` terms to price it.
+Each model has exactly its own fields, so code matches on the type, never on the tag text.
+"""
 
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated, Literal, cast
 
 import msgspec
 from msgspec import UNSET, Struct, UnsetType
@@ -15,24 +21,31 @@ __all__ = [
     "AmendmentOut",
     "ApiKeyCreate",
     "ApiKeyOut",
-    "ChargeIn",
+    "Charge",
     "ChargeOut",
     "CustomerCreate",
     "CustomerOut",
     "CustomerPatch",
     "EntitlementIn",
     "EntitlementOut",
+    "FlatFeeCharge",
     "MetricCreate",
     "MetricOut",
     "MinimumIn",
     "MinimumOut",
+    "PackageCharge",
+    "PerUnitCharge",
     "PlanCreate",
     "PlanOut",
     "Request",
     "SubscriptionCreate",
     "SubscriptionOut",
-    "TierIn",
+    "Tier",
     "TierOut",
+    "TieredCharge",
+    "UsageCharge",
+    "VolumeCharge",
+    "pricing_model",
 ]
 
 Aggregation = Literal["sum", "count", "max", "min", "last", "unique_count", "percentile"]
@@ -89,22 +102,53 @@ class MetricOut(Struct, kw_only=True):
 
 
 # ---- Price plans ------------------------------------------------------------------------
-class TierIn(Struct, forbid_unknown_fields=True, kw_only=True):
+class Tier(Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
     up_to: int | None
     unit_price: Decimal
     flat_amount: Decimal = Decimal(0)
 
 
-class ChargeIn(Struct, forbid_unknown_fields=True, kw_only=True):
-    pricing_model: PricingModel
+class _Charge(Struct, forbid_unknown_fields=True, kw_only=True, frozen=True, tag_field="pricing_model"):
+    """What every charge has. ``id`` and ``description`` may be left out of a request;
+    billing fills them in (``chg_<n>``, ``"<metric name> (<model>)"``) before storing."""
+
     id: str | None = None
-    metric_key: str | None = None
     description: str | None = None
-    unit_price: Decimal | None = None
-    tiers: list[TierIn] | None = None
-    package_size: Decimal | None = None
-    package_price: Decimal | None = None
-    amount: Decimal | None = None
+
+
+class PerUnitCharge(_Charge, tag="per_unit", frozen=True):
+    metric_key: str
+    unit_price: Decimal
+
+
+class TieredCharge(_Charge, tag="tiered", frozen=True):
+    metric_key: str
+    tiers: list[Tier]
+
+
+class VolumeCharge(_Charge, tag="volume", frozen=True):
+    metric_key: str
+    tiers: list[Tier]
+
+
+class PackageCharge(_Charge, tag="package", frozen=True):
+    metric_key: str
+    package_size: Decimal
+    package_price: Decimal
+
+
+class FlatFeeCharge(_Charge, tag="flat_fee", frozen=True):
+    amount: Decimal
+    metric_key: None = None  # a flat fee meters nothing: null or absent
+
+
+UsageCharge = PerUnitCharge | TieredCharge | VolumeCharge | PackageCharge
+Charge = UsageCharge | FlatFeeCharge
+
+
+def pricing_model(charge: Charge) -> PricingModel:
+    """The charge's ``pricing_model`` tag, as line items and echoes name it."""
+    return cast("PricingModel", type(charge).__struct_config__.tag)
 
 
 class EntitlementIn(Struct, forbid_unknown_fields=True, kw_only=True):
@@ -125,7 +169,7 @@ class PlanCreate(Request, kw_only=True):
     name: Annotated[str, text(200)]
     currency: str
     billing_period: Literal["monthly", "quarterly", "annual"]
-    charges: list[ChargeIn]
+    charges: list[Charge]
     entitlements: list[EntitlementIn] = []
     changelog: Annotated[str, text(2000, 0)] | None = None
     effective_from: str | None = None
@@ -139,11 +183,13 @@ class TierOut(Struct, kw_only=True):
 
 
 class ChargeOut(Struct, kw_only=True):
-    """Echo of a charge: fields its model does not use are left out (§19)."""
+    """Echo of a stored ``Charge``: prices as decimal strings in the plan's currency, fields its
+    model does not use left out (§19). Its own struct because the echo's values differ in type
+    from what a request sends (``49`` in, ``"49.00"`` out)."""
 
     id: str
     metric_key: str | None
-    pricing_model: str
+    pricing_model: PricingModel
     description: str
     unit_price: str | UnsetType = UNSET
     tiers: list[TierOut] | UnsetType = UNSET

@@ -12,6 +12,7 @@ from functools import cache
 from typing import Any, TypeVar, cast
 
 import msgspec
+from msgspec import inspect as mi
 
 from abaxus.errors import AbaxusError, InvalidInput
 from abaxus.schemas.nesting import too_deep
@@ -62,11 +63,64 @@ def decode_json(body: bytes, tp: type[T], *, shape: Any = None) -> T:
     try:
         return decoder.decode(body)
     except msgspec.ValidationError as exc:
-        raise validation_error(str(exc)) from None
+        err = validation_error(str(exc))
+        raise (_other_variants_field(body, tp, err) or err) from None
     except msgspec.DecodeError:
         raise AbaxusError("MALFORMED_JSON", "Send a JSON object encoded as UTF-8.", None, status=400) from None
     except RecursionError:
         raise too_deep(body, shape if shape is not None else tp) from None
+
+
+def _other_variants_field(body: bytes, tp: Any, err: AbaxusError) -> InvalidInput | None:
+    """``INVALID_FIELD`` for a field that another member of a tagged union defines.
+
+    ``tiers`` on a ``per_unit`` charge is a field of the contract, just not of that model, so
+    it is named as misplaced rather than unknown (``UNKNOWN_FIELD`` is for names no member has).
+    """
+    if err.code != "UNKNOWN_FIELD" or not err.field:
+        return None
+    *parts, name = err.field.split(".")
+    found = _at(body, tp, parts)
+    if found is None or not isinstance(found[0], mi.UnionType):
+        return None
+    union, value = found
+    chosen = _member(union, value)
+    if not isinstance(chosen, mi.StructType) or chosen.tag_field is None:
+        return None
+    others = {f.encode_name for t in union.types if isinstance(t, mi.StructType) and t is not chosen for f in t.fields}
+    if name not in others:
+        return None
+    return InvalidInput("INVALID_FIELD", f"'{name}' is not used when {chosen.tag_field} is '{chosen.tag}'; remove it.",
+                        err.field)
+
+
+def _at(body: bytes, tp: Any, parts: list[str]) -> tuple[Any, Any] | None:
+    """The declared type and the sent value at ``parts`` of the body, or None if it cannot be followed."""
+    try:
+        value: Any = msgspec.json.decode(body)
+        info: Any = mi.type_info(tp)
+        for part in parts:
+            info = _member(info, value)
+            if isinstance(info, mi.StructType):
+                info, value = next(f.type for f in info.fields if f.encode_name == part), value[part]
+            elif isinstance(info, mi.ListType):
+                info, value = info.item_type, value[int(part)]
+            else:
+                return None
+    except (msgspec.DecodeError, LookupError, ValueError, TypeError, StopIteration, RecursionError):
+        return None
+    return info, value
+
+
+def _member(info: Any, value: Any) -> Any:
+    """The member of a union ``value`` decodes as: by its tag, else the one struct or list member."""
+    if not isinstance(info, mi.UnionType):
+        return info
+    members = [t for t in info.types if isinstance(t, (mi.StructType, mi.ListType))]
+    tagged = [t for t in members if isinstance(t, mi.StructType) and t.tag_field is not None]
+    if tagged and isinstance(value, dict):
+        return next((t for t in tagged if value.get(t.tag_field) == t.tag), None)
+    return members[0] if len(members) == 1 else None
 
 
 def empty_body_error(required: str | None) -> AbaxusError:

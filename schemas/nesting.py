@@ -76,8 +76,10 @@ def _schema_prefix(shape: Any, path: list[str | int]) -> list[str]:
     info: Any = mi.type_info(shape)
     out: list[str] = []
     for part in path:
-        if isinstance(info, mi.UnionType):
-            info = next((t for t in info.types if isinstance(t, (mi.StructType, mi.ListType))), None)
+        if isinstance(info, mi.UnionType):  # of a tagged union, the member that has this key
+            members = [t for t in info.types if isinstance(t, (mi.StructType, mi.ListType))]
+            info = next((t for t in members if isinstance(t, mi.StructType) and isinstance(part, str)
+                         and any(f.encode_name == part for f in t.fields)), members[0] if members else None)
         if isinstance(info, mi.StructType) and isinstance(part, str):
             out.append(part)
             info = next((f.type for f in info.fields if f.encode_name == part), None)

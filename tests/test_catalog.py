@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import re
 
+from sqlalchemy import insert
+
+from abaxus.store.tables import plan_versions
 from conftest import error_of
 from quickstart_bodies import CUSTOMER, JSON, METRIC, PLAN_JSON, SUBSCRIPTION, setup_quickstart_catalog
 
@@ -162,3 +165,30 @@ def test_api_keys_are_shown_once_and_revocation_is_immediate(client):
     assert r.json()["revoked_at"]
     assert error_of(client.get("/v1/metrics", headers=auth)) == (401, "UNAUTHENTICATED", None)
     assert error_of(client.delete("/v1/api-keys/key_nope")) == (404, "API_KEY_NOT_FOUND", None)
+
+
+def test_a_version_stored_before_charges_were_a_tagged_union_reads_back(client):
+    """Versions stored earlier list every model's price fields, the unused ones null."""
+    legacy = ('[{"id":"chg_1","metric_key":"api_calls","pricing_model":"package","description":"Calls (package)",'
+              '"unit_price":null,"tiers":null,"package_size":"1000","package_price":"8","amount":null},'
+              '{"id":"fee","metric_key":null,"pricing_model":"flat_fee","description":"Base","unit_price":null,'
+              '"tiers":null,"package_size":null,"package_price":null,"amount":"49"}]')
+    with client.app.state.services.engine.begin() as conn:
+        conn.execute(insert(plan_versions).values(
+            plan_id="plan_old", version=1, name="Old", currency="usd", billing_period="monthly", charges=legacy,
+            entitlements="[]", changelog=None, effective_from=0, created_at=0, deprecated_at=None, minimum=None))
+    charges = client.get("/v1/price-plans/plan_old").json()["charges"]
+    assert charges == [
+        {"id": "chg_1", "metric_key": "api_calls", "pricing_model": "package", "description": "Calls (package)",
+         "package_size": 1000, "package_price": "8.00"},
+        {"id": "fee", "metric_key": None, "pricing_model": "flat_fee", "description": "Base", "amount": "49.00"}]
+
+
+def test_a_charge_refuses_the_fields_of_other_models_and_names_them(client):
+    body = {"id": "p", "name": "P", "currency": "usd", "billing_period": "monthly",
+            "charges": [{"pricing_model": "flat_fee", "amount": 1, "unit_price": 2}]}
+    r = client.post("/v1/price-plans", json=body)
+    assert error_of(r) == (422, "INVALID_FIELD", "charges.0.unit_price")
+    assert r.json()["error"]["message"] == "'unit_price' is not used when pricing_model is 'flat_fee'; remove it."
+    body["charges"] = [{"pricing_model": "flat_fee", "amount": 1, "colour": "red"}]
+    assert error_of(client.post("/v1/price-plans", json=body)) == (422, "UNKNOWN_FIELD", "charges.0.colour")
