@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import helm_python
 import jsonschema
 import pytest
 import yaml
@@ -213,7 +214,6 @@ class TestCompose:
 
 
 def _render(values: dict[str, Any]) -> dict[str, str]:
-    helm_python = pytest.importorskip("helm_python", reason="install the test extra (helm-python-sdk)")
     return helm_python.Chart.load(str(CHART)).render(values, name="abaxus", namespace="billing")
 
 
@@ -299,7 +299,6 @@ SERVICE_MONITOR_SCHEMA = {
 class TestHelmChart:
     @pytest.mark.parametrize("values", [{}, OVERRIDE], ids=["default", "override"])
     def test_helm_lint_finds_no_warning(self, values):
-        helm_python = pytest.importorskip("helm_python")
         report = helm_python.lint(str(CHART), values, strict=True, kube_version=f"v{KUBERNETES_VERSION}")
         assert report["errors"] == []
         assert [m for m in report["messages"] if m["severity"] >= 2] == []  # 1 is info ("icon is recommended")
@@ -336,7 +335,6 @@ class TestHelmChart:
         assert {m["metadata"]["labels"]["app.kubernetes.io/component"] for m in monitors} == {"api", "worker"}
 
     def test_service_monitor_without_a_read_key_is_refused(self):
-        helm_python = pytest.importorskip("helm_python")
         with pytest.raises(helm_python.HelmRenderError, match=r"apiKeySecret\.name is required"):
             _render({"serviceMonitor": {"enabled": True}})
 
@@ -380,7 +378,6 @@ class TestHelmChart:
         assert spec["serviceName"] == headless["metadata"]["name"]
 
     def test_more_bytewax_workers_than_partitions_is_refused(self):
-        helm_python = pytest.importorskip("helm_python")
         with pytest.raises(helm_python.HelmRenderError, match=r"more than kafka\.partitions"):
             _render({"kafka": {"partitions": 2}, "worker": {"workers": 4}})
 
@@ -448,7 +445,6 @@ class TestHelmChart:
         assert settings.rate_limit_storage == "redis://:rd-example@redis:6379/0"
 
     def test_extra_env_cannot_override_what_the_chart_owns(self):
-        helm_python = pytest.importorskip("helm_python")
         with pytest.raises(helm_python.HelmRenderError, match="the chart sets ABAXUS_DATA_DIR itself"):
             _render({"extraEnv": {"ABAXUS_DATA_DIR": "/elsewhere"}})
 
