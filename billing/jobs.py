@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgspec
-from sqlalchemy import Engine, func, insert, select, update
+from sqlalchemy import Connection, Engine, func, insert, select, update
 
 from abaxus.billing.invoices import Invoicing
 from abaxus.billing.pricing import Window, billable_windows, load_specs, price_windows
@@ -94,18 +94,19 @@ class BulkInvoicing:
 
     ``clock`` gives every instant written to the job rows (leases included), so a test moves
     a ``ManualClock`` past a lease instead of sleeping. ``poll_s`` is real time: how often
-    the loop renews and claims.
+    the loop renews and claims. ``max_jobs`` bounds the jobs one replica runs at once (the
+    rest wait ``queued`` for it or another replica); each commits ``chunk`` invoices at a time.
     """
 
     def __init__(self, engine: Engine, invoicing: Invoicing, *, clock: Clock | None = None,
                  replica_id: str | None = None, lease_ms: int = LEASE_MS, poll_s: float = POLL_S,
-                 max_jobs: int = 1) -> None:
+                 max_jobs: int = 1, chunk: int = CHUNK) -> None:
         if not 0 < poll_s * 1000 * 2 < lease_ms:
             raise ValueError("poll_s must be under half the lease, so a live claimant renews before it expires")
         self.engine, self.invoicing = engine, invoicing
         self.clock: Clock = clock or SystemClock()
         self.replica_id = replica_id or default_replica_id()
-        self.lease_ms, self.poll_s, self.max_jobs = lease_ms, poll_s, max_jobs
+        self.lease_ms, self.poll_s, self.max_jobs, self.chunk = lease_ms, poll_s, max_jobs, chunk
         self._running: dict[str, Claim] = {}  # jobs this replica runs, by id
         self._lost: set[str] = set()  # of those, the ones another replica took over
         self._threads: list[threading.Thread] = []
@@ -209,26 +210,38 @@ class BulkInvoicing:
         lock (SQLite), and refuses a row that changed after it was read.
         """
         now = self.clock.now_ms()
-        claimable = jobs.c.status.in_(_OPEN) & (jobs.c.lease_until.is_(None) | (jobs.c.lease_until <= now))
         with self.engine.begin() as conn:
-            row = conn.execute(select(jobs.c.id, jobs.c.cutoff_date, jobs.c.actor, jobs.c.attempts)
-                               .where(claimable).order_by(jobs.c.created_at, jobs.c.id).limit(1)
-                               .with_for_update(skip_locked=True)).mappings().first()
-            if row is None:
-                return None
-            seen = row["attempts"] or 0
-            won = conn.execute(update(jobs).where((jobs.c.id == row["id"]) & claimable
-                                                  & (func.coalesce(jobs.c.attempts, 0) == seen))
-                               .values(status="running", claimed_by=self.replica_id, lease_until=now + self.lease_ms,
-                                       attempts=seen + 1, started_at=func.coalesce(jobs.c.started_at, now))).rowcount
-        if won != 1:  # another replica claimed it between the read and the write
+            row = self._candidate(conn, now)
+            claim = self._take(conn, row, now) if row is not None else None
+        if claim is None:
             return None
-        claim = Claim(row["id"], row["cutoff_date"], row["actor"] or "system", seen + 1)
         with self._lock:
             self._running[claim.job_id] = claim
         log.info("bulk_job_claimed", job_id=claim.job_id, replica=self.replica_id, attempt=claim.attempts,
-                 takeover=seen > 0)
+                 takeover=claim.attempts > 1)
         return claim
+
+    @staticmethod
+    def _claimable(now: int) -> Any:
+        return jobs.c.status.in_(_OPEN) & (jobs.c.lease_until.is_(None) | (jobs.c.lease_until <= now))
+
+    def _candidate(self, conn: Connection, now: int) -> dict[str, Any] | None:
+        """The oldest claimable job, its row locked (PostgreSQL) unless another claimant holds it."""
+        row = conn.execute(select(jobs.c.id, jobs.c.cutoff_date, jobs.c.actor, jobs.c.attempts)
+                           .where(self._claimable(now)).order_by(jobs.c.created_at, jobs.c.id).limit(1)
+                           .with_for_update(skip_locked=True)).mappings().first()
+        return dict(row) if row is not None else None
+
+    def _take(self, conn: Connection, row: dict[str, Any], now: int) -> Claim | None:
+        """Claim ``row`` as read, if it is still claimable and unchanged (the compare-and-set); else None."""
+        seen = row["attempts"] or 0
+        won = conn.execute(update(jobs).where((jobs.c.id == row["id"]) & self._claimable(now)
+                                              & (func.coalesce(jobs.c.attempts, 0) == seen))
+                           .values(status="running", claimed_by=self.replica_id, lease_until=now + self.lease_ms,
+                                   attempts=seen + 1, started_at=func.coalesce(jobs.c.started_at, now))).rowcount
+        if won != 1:  # another replica claimed it between the read and the write
+            return None
+        return Claim(row["id"], row["cutoff_date"], row["actor"] or "system", seen + 1)
 
     def _mine(self, claim: Claim) -> Any:
         return (jobs.c.id == claim.job_id) & (jobs.c.claimed_by == self.replica_id) & (jobs.c.attempts == claim.attempts)
@@ -307,8 +320,8 @@ class BulkInvoicing:
                 counts["invoices_existing"] += 1
             else:
                 todo.append(ws)
-        for start in range(0, len(todo), CHUNK):
-            chunk = todo[start:start + CHUNK]
+        for start in range(0, len(todo), self.chunk):
+            chunk = todo[start:start + self.chunk]
             with self.engine.connect() as conn:  # only amended subscriptions can carry credits
                 credits = {sub["id"]: credit_lines(conn, ws[-1], Timeline(sub, timelines[sub["id"]]))
                            for ws in chunk if (sub := ws[-1].subscription)["id"] in timelines}
