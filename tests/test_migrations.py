@@ -87,6 +87,16 @@ ROWS: dict[str, dict[str, list[dict[str, Any]]]] = {
                         "resume_date": None, "end_date": None, "created_at": T0 + 2000,
                         "credited_invoice_id": "inv_01"}],
     },
+    "0003": {
+        "jobs": [{"id": "job_03", "status": "queued", "cutoff_date": T0, "invoices_created": 0, "invoices_skipped": 0,
+                  "invoices_existing": 0, "errors": "[]", "created_at": T0, "started_at": None, "finished_at": None,
+                  "actor": "key_01"}],
+    },
+    "0006": {
+        "jobs": [{"id": "job_06", "status": "running", "cutoff_date": T0, "invoices_created": 3, "invoices_skipped": 0,
+                  "invoices_existing": 1, "errors": "[]", "created_at": T0, "started_at": T0, "finished_at": None,
+                  "actor": "key_01", "claimed_by": "api-1:4242:0a1b2c3d", "lease_until": T0 + 30_000, "attempts": 2}],
+    },
 }
 
 
@@ -156,6 +166,7 @@ def _writes_during(engine: sa.Engine, action: Any) -> list[str]:
 def test_revisions_form_one_line() -> None:
     assert REVISIONS[0] == "0001"
     assert len(REVISIONS) == len(set(REVISIONS)) >= 3
+    assert "0006" in REVISIONS  # the bulk job claims: upgraded to from every earlier revision below
 
 
 def test_baseline_does_not_import_the_live_tables() -> None:
@@ -183,6 +194,21 @@ def test_upgrade_from_each_earlier_revision_keeps_rows(engine: sa.Engine, revisi
     _assert_rows_kept(engine, written)
     assert _schema_diff(engine) == []
     assert _writes_during(engine, lambda: migrate(engine)) == []
+
+
+def test_revision_0006_downgrades_to_jobs_without_claims_and_upgrades_again(engine: sa.Engine) -> None:
+    """The claim columns go and come back; the jobs (claimed or not) stay."""
+    migrate(engine)
+    written = _insert_rows_up_to(engine, "0005")
+    with engine.begin() as conn:
+        command.downgrade(alembic_config(conn), "0005")
+    assert _current(engine) == "0005"
+    columns = {c["name"] for c in sa.inspect(engine).get_columns("jobs")}
+    assert not columns & {"claimed_by", "lease_until", "attempts"}
+    assert "ix_jobs_claimable" not in {i["name"] for i in sa.inspect(engine).get_indexes("jobs")}
+    migrate(engine)
+    _assert_rows_kept(engine, written)
+    assert _schema_diff(engine) == []
 
 
 @pytest.mark.parametrize("built_as", REVISIONS[1:])
