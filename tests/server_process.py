@@ -20,18 +20,21 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    def __init__(self, data_dir: Path, key: str, port: int | None = None, extra_env: dict[str, str] | None = None) -> None:
+    def __init__(self, data_dir: Path, key: str, port: int | None = None, extra_env: dict[str, str] | None = None,
+                 args: tuple[str, ...] = ()) -> None:
         self.data_dir, self.key = data_dir, key
         self.port = port or free_port()
+        self.args = args
+        # The usage front (a ClickHouse HTTP port) stays off unless a test asks for it: tests run many servers.
         self.env = {**os.environ, "ABAXUS_DATA_DIR": str(data_dir), "ABAXUS_BOOTSTRAP_KEY": key,
                     "ABAXUS_PORT": str(self.port), "ABAXUS_LOG_FORMAT": "json", "ABAXUS_RATE_LIMIT_RPM": "1000000",
-                    **(extra_env or {})}
+                    "ABAXUS_USAGE_PORT": "off", **(extra_env or {})}
         self.proc: subprocess.Popen[bytes] | None = None
         self.url = f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 60) -> None:
         log = (self.data_dir.parent / f"server-{self.port}.log").open("ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "abaxus.cli", "serve"], env=self.env,
+        self.proc = subprocess.Popen([sys.executable, "-m", "abaxus.cli", "serve", *self.args], env=self.env,
                                      stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
