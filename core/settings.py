@@ -32,6 +32,7 @@ OTHER_PROGRAMS_VARIABLES = frozenset({
     "ABAXUS_BASE_URL",  # abaxus-client: the server it talks to
     "ABAXUS_TEST_PG",  # tests/conftest.py: the PostgreSQL server the tests use
     "ABAXUS_CI_VENV",  # .ci/run: where CI builds its virtualenv
+    "ABAXUS_IMAGE",  # deploy/compose.yaml: the image the Abaxus services run
 })
 _SECRETS = frozenset({"bootstrap_key", "stripe_secret_key", "stripe_webhook_secret", "usage_password"})
 _URLS = frozenset({"database_url", "clickhouse_url", "rate_limit_storage"})

@@ -156,7 +156,7 @@ def compose_env() -> dict[str, str]:
     return _env_file(DEPLOY / "compose.env.example")
 
 
-ABAXUS_SERVICES = ("migrate", "api-1", "api-2", "worker")
+OUR_SERVICES = ("migrate", "api-1", "api-2", "worker")
 
 
 class TestCompose:
@@ -176,7 +176,7 @@ class TestCompose:
         assert {"postgres", "clickhouse"} <= set(services["migrate"]["depends_on"])
 
     def test_every_abaxus_service_environment_is_accepted_by_settings(self, compose, compose_env):
-        for name in ABAXUS_SERVICES:
+        for name in OUR_SERVICES:
             env = {k: _interpolate(str(v), compose_env) for k, v in compose["services"][name]["environment"].items()}
             settings = Settings.from_env(env)  # refuses unknown ABAXUS_* names and bad values
             assert settings.database_url is not None
