@@ -128,6 +128,7 @@ class BulkInvoicing:
         return {"job_id": job_id, "status": "queued"}
 
     def get(self, job_id: str) -> dict[str, Any]:
+        """The job as §12 shows it, read from the shared store: any replica answers for any job."""
         with self.engine.connect() as conn:
             row = conn.execute(select(jobs).where(jobs.c.id == job_id)).mappings().first()
         if row is None:
@@ -173,6 +174,7 @@ class BulkInvoicing:
 
     def _poll(self) -> None:
         while not self._stop.is_set():
+            self._wake.clear()  # before the tick: a wake during it (a new job, a finished run) is not lost
             try:
                 self.renew()
                 while not self._draining.is_set() and self._has_room():
@@ -183,7 +185,6 @@ class BulkInvoicing:
             except Exception as exc:  # the store is down or busy: try again at the next poll
                 log.error("bulk_poll_failed", replica=self.replica_id, exc_info=exc)
             self._wake.wait(self.poll_s)
-            self._wake.clear()
 
     def _has_room(self) -> bool:
         with self._lock:
