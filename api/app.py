@@ -71,7 +71,7 @@ def open_metadata(settings: Settings, engine: Engine | None = None) -> Engine:
     migrate(engine)
     if settings.bootstrap_key and not any_keys(engine):
         mode = "test" if settings.bootstrap_key.startswith("sk_test_") else "live"
-        create_key(engine, "bootstrap", "admin", mode, secret=settings.bootstrap_key)
+        create_key(engine, "bootstrap", "admin", mode, secret=settings.bootstrap_key, clock=settings.clock)
         log.info("bootstrap_key_created")
     return engine
 
@@ -81,7 +81,7 @@ def open_services(settings: Settings, engine: Engine, telemetry: Telemetry) -> S
     open_metadata(settings, engine)
     # With a broker the events go to Kafka and workers store them; else the embedded log and dataflow.
     ingestion: Ingestion = (KafkaIngestion if settings.kafka_brokers else EmbeddedIngestion)(settings, engine, telemetry)
-    invoicing = Invoicing(engine, ingestion.usage, ingestion.caught_up_as_of)
+    invoicing = Invoicing(engine, ingestion.usage, ingestion.caught_up_as_of, clock=settings.clock)
     return Services(settings=settings, engine=engine, telemetry=telemetry, ingestion=ingestion, usage=ingestion.usage,
                     invoicing=invoicing, bulk=BulkInvoicing(engine, invoicing, clock=settings.clock),
                     payments=Payments(engine, settings))
@@ -122,13 +122,15 @@ def create_app(settings: Settings | None = None) -> Litestar:
     # Built now for the middleware; the engine connects (and the schema is migrated) at start-up.
     engine = open_engine(settings.resolved_database_url)
     telemetry = Telemetry()
-    limiter = RateLimiter(settings.rate_limit_rpm, settings.rate_limit_storage, key_prefix=settings.rate_limit_prefix)
+    limiter = RateLimiter(settings.rate_limit_rpm, settings.rate_limit_storage, key_prefix=settings.rate_limit_prefix,
+                          clock=settings.clock)
     handlers: list[Any] = [h for module in ROUTE_MODULES for h in module.ROUTES]
 
     return Litestar(
         route_handlers=handlers,
         dependencies={**dependencies(), "paging": Provide(paging, sync_to_thread=False)},
-        middleware=[LatencyMiddleware(telemetry), AuthMiddleware(engine, limiter), IdempotencyMiddleware(engine)],
+        middleware=[LatencyMiddleware(telemetry), AuthMiddleware(engine, limiter),
+                    IdempotencyMiddleware(engine, settings.clock)],
         exception_handlers=EXCEPTION_HANDLERS,
         openapi_config=openapi_config(__version__),
         plugins=[JsonNumberSchema()],

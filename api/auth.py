@@ -20,6 +20,7 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from sqlalchemy import Engine
 
 from abaxus.billing.api_keys import AuthenticatedKey, authenticate
+from abaxus.clock import Clock, SystemClock
 from abaxus.errors import AbaxusError, Forbidden, Unauthenticated
 from abaxus.logging import get_logger
 
@@ -57,15 +58,18 @@ class RateLimiter:
     counts in this process, so each replica allows the limit on its own; a Redis URL
     (``redis://host:6379/0``) keeps the counters there, so all replicas sharing it allow
     ``per_minute`` per key together. The window's number is part of the counter's name, so
-    windows are the clock's minutes on every replica and ``reset`` is the minute's end.
+    windows are the clock's minutes on every replica and ``reset`` is the minute's end
+    (``clock``: the settings' clock, so a test can move to the next window).
 
     A shared storage that does not answer (within 0.5 s) limits nothing: the request goes
     through without rate-limit headers and a warning is logged (once a minute at most), so
     usage keeps flowing while Redis restarts.
     """
 
-    def __init__(self, per_minute: int, storage: str = "memory://", *, key_prefix: str = "abaxus") -> None:
+    def __init__(self, per_minute: int, storage: str = "memory://", *, key_prefix: str = "abaxus",
+                 clock: Clock | None = None) -> None:
         self.per_minute = per_minute
+        self.clock: Clock = clock or SystemClock()
         self._item = RateLimitItemPerMinute(per_minute, namespace="requests")
         options: dict[str, float | str | bool] = {}
         if not storage.startswith("memory://"):
@@ -76,7 +80,7 @@ class RateLimiter:
 
     def hit(self, key_id: str) -> RateDecision | None:
         """Count one request of ``key_id``; ``None`` when the storage does not answer (blocking: call off the loop)."""
-        window = int(time.time()) // 60
+        window = self.clock.now_ms() // 60_000
         try:
             allowed = self._limiter.hit(self._item, key_id, str(window))
             remaining = self._limiter.get_window_stats(self._item, key_id, str(window)).remaining
@@ -86,7 +90,7 @@ class RateLimiter:
         return RateDecision(allowed, remaining, (window + 1) * 60)
 
     def _warn(self, exc: StorageError) -> None:
-        with self._warn_lock:
+        with self._warn_lock:  # real time: it paces log lines, not billing
             now = time.monotonic()
             if now - self._warned_at < _WARN_EVERY_S:
                 return
@@ -119,7 +123,7 @@ class AuthMiddleware(ASGIMiddleware):
             (b"x-ratelimit-reset", str(decision.reset).encode()),
         ]
         if decision is not None and not decision.allowed:
-            retry = max(decision.reset - int(time.time()), 1)
+            retry = max(decision.reset - self.limiter.clock.now_ms() // 1000, 1)
             raise AbaxusError("RATE_LIMITED", f"Over {self.limiter.per_minute} requests this minute; retry in {retry} s.",
                               status=429,
                               headers={"Retry-After": str(retry), **{k.decode(): v.decode() for k, v in limit_headers}})

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from decimal import Decimal
+from functools import partial
 from http import HTTPStatus
 from typing import Any
 
@@ -20,6 +21,7 @@ from litestar.types import ASGIApp, HTTPRequestEvent, Message, Receive, ReceiveM
 from sqlalchemy import Engine
 
 from abaxus.billing.idempotency import claim, complete, release
+from abaxus.clock import Clock, SystemClock
 from abaxus.errors import InvalidInput
 
 __all__ = ["IdempotencyMiddleware"]
@@ -63,10 +65,11 @@ async def _read_all(receive: Receive) -> bytes:
 
 
 class IdempotencyMiddleware(ASGIMiddleware):
-    """Claims, completes and releases keys in the metadata store (``engine``)."""
+    """Claims, completes and releases keys in the metadata store (``engine``); ``clock`` dates claims."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, clock: Clock | None = None) -> None:
         self.engine = engine
+        self.clock: Clock = clock or SystemClock()
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
         if scope["type"] != ScopeType.HTTP or not _applies(scope["method"], scope["path"]):
@@ -95,7 +98,7 @@ class IdempotencyMiddleware(ASGIMiddleware):
         api_key = scope["state"]["api_key"]
         if not isinstance(key, str) or not (1 <= len(key) <= _MAX_KEY_LENGTH):
             raise InvalidInput("IDEMPOTENCY_KEY_INVALID", "An idempotency key is 1–255 characters.", "idempotency_key")
-        replay = await anyio.to_thread.run_sync(claim, self.engine, api_key.id, key, fingerprint)
+        replay = await anyio.to_thread.run_sync(partial(claim, self.engine, api_key.id, key, fingerprint, clock=self.clock))
         if replay is not None:
             await send({"type": "http.response.start", "status": replay.status, "headers": [
                 (b"content-type", b"application/json"), (b"content-length", str(len(replay.body)).encode()),

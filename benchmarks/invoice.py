@@ -29,6 +29,7 @@ from abaxus.billing.invoices import Invoicing
 from abaxus.billing.jobs import BulkInvoicing
 from abaxus.billing.metrics import create_metric
 from abaxus.billing.plans import create_plan_version
+from abaxus.clock import SystemClock
 from abaxus.rating import Tier, Tiered, rate
 from abaxus.schemas.catalog import MetricCreate, PlanCreate
 from abaxus.schemas.codec import decode_json
@@ -95,8 +96,8 @@ def main() -> None:
         engine = open_engine(settings.resolved_database_url)
         migrate(engine)
         usage = UsageStore(settings)
-        create_metric(engine, MetricCreate(key="api_calls", name="API Calls", aggregation="sum"))
-        create_plan_version(engine, decode_json(PLAN, PlanCreate))
+        create_metric(engine, MetricCreate(key="api_calls", name="API Calls", aggregation="sum"), clock=SystemClock())
+        create_plan_version(engine, decode_json(PLAN, PlanCreate), clock=SystemClock())
         now = int(time.time() * 1000)
         with engine.begin() as conn:
             conn.execute(insert(customers), [{"id": f"cust_{i:05d}", "name": f"C{i}", "metadata": "{}", "created_at": now,

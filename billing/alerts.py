@@ -34,6 +34,7 @@ from abaxus.billing.pricing import billable_windows, load_specs, price_windows
 from abaxus.billing.subscriptions import period_containing
 from abaxus.billing.timeline import Timeline, load_amendments
 from abaxus.billing.usage import summary_rows
+from abaxus.clock import Clock
 from abaxus.errors import InvalidInput, NotFound
 from abaxus.ids import new_id
 from abaxus.logging import get_logger
@@ -43,7 +44,7 @@ from abaxus.settings import Settings
 from abaxus.store.paging import fetch_page
 from abaxus.store.tables import alerts, metrics, subscriptions
 from abaxus.store.usage import UsageStore
-from abaxus.timefmt import format_ms, now_ms
+from abaxus.timefmt import format_ms
 
 __all__ = ["AlertEvaluator", "create_alert", "disable_alert", "get_alert", "list_alerts"]
 
@@ -75,12 +76,12 @@ def _threshold(kind: str, value: Decimal) -> Decimal:
                          upper=_MAX_AMOUNT)
 
 
-def create_alert(engine: Engine, body: AlertCreate) -> AlertOut:
+def create_alert(engine: Engine, body: AlertCreate, *, clock: Clock) -> AlertOut:
     threshold = _threshold(body.kind, body.threshold)
     if body.kind == "usage" and body.metric_key is None:
         raise InvalidInput("MISSING_FIELD", "A usage alert watches one metric: add 'metric_key'.", "metric_key")
     row = {"id": new_id("alr"), "customer_id": body.customer_id, "metric_key": body.metric_key, "kind": body.kind,
-           "threshold": str(format_quantity(threshold)), "status": "active", "created_at": now_ms(), "disabled_at": None,
+           "threshold": str(format_quantity(threshold)), "status": "active", "created_at": clock.now_ms(), "disabled_at": None,
            "last_triggered_at": None, "triggered_period_start": None, "triggered_period_end": None,
            "triggered_value": None}
     with engine.begin() as conn:
@@ -113,12 +114,12 @@ def list_alerts(engine: Engine, customer_id: str | None, limit: int, cursor: str
     return [alert_out(r) for r in page.rows], page.next_cursor
 
 
-def disable_alert(engine: Engine, alert_id: str) -> AlertOut:
+def disable_alert(engine: Engine, alert_id: str, *, clock: Clock) -> AlertOut:
     """Stop evaluating the alert, for good; its record of firing stays. Repeatable."""
     with engine.begin() as conn:
         row = _load(conn, alert_id)
         if row["status"] == "active":
-            now = now_ms()
+            now = clock.now_ms()
             conn.execute(update(alerts).where(alerts.c.id == alert_id).values(status="disabled", disabled_at=now))
             row.update(status="disabled", disabled_at=now)
     return alert_out(row)
@@ -153,6 +154,7 @@ class AlertEvaluator:
     def __init__(self, engine: Engine, usage: UsageStore, metrics: Callable[[], dict[str, dict[str, Any]]],
                  settings: Settings) -> None:
         self.engine, self.usage, self.metrics = engine, usage, metrics
+        self.clock = settings.clock
         self.interval_s = settings.alert_interval_seconds
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -179,7 +181,7 @@ class AlertEvaluator:
 
         ``now`` is the instant whose billing period counts (default: the clock).
         """
-        now = now_ms() if now is None else now
+        now = self.clock.now_ms() if now is None else now
         with self.engine.connect() as conn:
             rows = [dict(r) for r in conn.execute(select(alerts).where(alerts.c.status == "active")
                                                   .order_by(alerts.c.customer_id, alerts.c.id)).mappings()]
@@ -256,6 +258,7 @@ class AlertEvaluator:
                         triggered_value=str(format_quantity(value)))).rowcount
             if won != 1:  # another evaluator fired it for this period, or it was disabled meanwhile
                 return None
-            data["event_id"] = outbox.emit(conn, "alert.triggered", data)
+            # Sent as of the clock's now: ``now`` may be an instant evaluated ahead (evaluate_once).
+            data["event_id"] = outbox.emit(conn, "alert.triggered", data, now=self.clock.now_ms())
         log.info("alert_triggered", alert_id=alert["id"], value=str(value), period_start=data["period_start"])
         return data

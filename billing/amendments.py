@@ -15,12 +15,13 @@ from sqlalchemy import Engine, insert, select
 from abaxus.billing.plans import load_version, subscribable_version
 from abaxus.billing.subscriptions import load_subscription, period_containing
 from abaxus.billing.timeline import Timeline, load_amendments
+from abaxus.clock import Clock
 from abaxus.errors import Conflict, InvalidInput
 from abaxus.ids import new_id
 from abaxus.schemas.catalog import AmendmentCreate, AmendmentOut
 from abaxus.store.paging import fetch_page
 from abaxus.store.tables import amendments, subscriptions
-from abaxus.timefmt import format_ms, now_ms, parse_timestamp
+from abaxus.timefmt import format_ms, parse_timestamp
 
 __all__ = ["amendment_out", "create_amendment", "list_amendments"]
 
@@ -40,9 +41,9 @@ def amendment_out(row: dict[str, Any], now: int) -> AmendmentOut:
 
 
 def list_amendments(engine: Engine, subscription_id: str, limit: int,
-                    cursor: str | None) -> tuple[list[AmendmentOut], str | None]:
+                    cursor: str | None, *, clock: Clock) -> tuple[list[AmendmentOut], str | None]:
     """A subscription's amendments, newest first, scheduled and applied alike."""
-    now = now_ms()
+    now = clock.now_ms()
     with engine.connect() as conn:
         load_subscription(conn, subscription_id)
         page = fetch_page(conn, select(amendments).where(amendments.c.subscription_id == subscription_id),
@@ -74,12 +75,12 @@ def _check_state(body: AmendmentCreate, timeline: Timeline, at: int) -> None:
         raise Conflict("AMENDMENT_CONFLICT", f"The subscription is not paused at {format_ms(at)}; there is nothing to resume.")
 
 
-def create_amendment(engine: Engine, subscription_id: str, body: AmendmentCreate) -> AmendmentOut:
+def create_amendment(engine: Engine, subscription_id: str, body: AmendmentCreate, *, clock: Clock) -> AmendmentOut:
     """Validate an amendment against the subscription's state at its instant, then store it."""
     for name in ("plan_id", "plan_version", "prorate", "resume_date", "end_date"):
         if getattr(body, name) is not UNSET and name not in _FIELDS[body.type]:
             raise InvalidInput("INVALID_FIELD", f"'{name}' does not apply to a {body.type} amendment.", name)
-    now = now_ms()
+    now = clock.now_ms()
     with engine.begin() as conn:
         # Serialise amendments of one subscription (PostgreSQL row lock; SQLite's writer lock).
         conn.execute(select(subscriptions.c.id).where(subscriptions.c.id == subscription_id).with_for_update())
@@ -94,7 +95,7 @@ def create_amendment(engine: Engine, subscription_id: str, body: AmendmentCreate
             "end_date": None, "created_at": now, "credited_invoice_id": None,
         }
         if body.type == "plan_change":
-            row.update(_plan_change(conn, body, timeline, at))
+            row.update(_plan_change(conn, body, timeline, at, now))
         elif body.type == "pause" and body.resume_date not in (UNSET, None):
             row["resume_date"] = parse_timestamp(body.resume_date, "resume_date")
             if row["resume_date"] <= at:
@@ -105,11 +106,11 @@ def create_amendment(engine: Engine, subscription_id: str, body: AmendmentCreate
     return amendment_out(row, now)
 
 
-def _plan_change(conn: Any, body: AmendmentCreate, timeline: Timeline, at: int) -> dict[str, Any]:
+def _plan_change(conn: Any, body: AmendmentCreate, timeline: Timeline, at: int, now: int) -> dict[str, Any]:
     if body.plan_id is UNSET:
         raise InvalidInput("MISSING_FIELD", "A plan_change needs 'plan_id': the plan to move to.", "plan_id")
     target = subscribable_version(conn, body.plan_id, None if body.plan_version is UNSET else body.plan_version,
-                                  "plan_version")
+                                  "plan_version", now=now)
     current = load_version(conn, *timeline.upto(at).version_at(at))
     if (target.currency, target.billing_period) != (current.currency, current.billing_period):
         raise InvalidInput("PLAN_CHANGE_INCOMPATIBLE",

@@ -11,12 +11,13 @@ from typing import Any
 from sqlalchemy import Engine, insert, select, update
 
 from abaxus.billing import _validate as v
+from abaxus.clock import Clock, SystemClock
 from abaxus.errors import NotFound
 from abaxus.ids import new_id
 from abaxus.schemas.catalog import ApiKeyOut
 from abaxus.store.paging import Page, fetch_page
 from abaxus.store.tables import api_keys
-from abaxus.timefmt import format_ms, now_ms
+from abaxus.timefmt import format_ms
 
 __all__ = ["AuthenticatedKey", "any_keys", "authenticate", "create_key", "list_keys", "revoke_key"]
 
@@ -45,12 +46,15 @@ def _out(row: dict[str, Any], secret: str | None = None) -> ApiKeyOut:
 
 
 def create_key(engine: Engine, name: str, scope: str, mode: str = "live", secret: str | None = None,
-               key_id: str | None = None) -> ApiKeyOut:
-    """Create a key; the returned ``secret`` is the only time it is ever shown."""
+               key_id: str | None = None, *, clock: Clock | None = None) -> ApiKeyOut:
+    """Create a key; the returned ``secret`` is the only time it is ever shown.
+
+    ``clock`` defaults to the wall clock for the CLI, which makes keys outside any app.
+    """
     v.text(name, "name", max_len=100)
     secret = secret or f"sk_{mode}_" + "".join(secrets.choice(_ALPHABET) for _ in range(40))
     row = {"id": key_id or new_id("key"), "name": name, "scope": scope, "mode": mode,
-           "secret_sha256": _digest(secret), "created_at": now_ms(), "revoked_at": None}
+           "secret_sha256": _digest(secret), "created_at": (clock or SystemClock()).now_ms(), "revoked_at": None}
     with engine.begin() as conn:
         conn.execute(insert(api_keys).values(**row))
     return _out(row, secret)
@@ -77,12 +81,12 @@ def list_keys(engine: Engine, limit: int, cursor: str | None) -> tuple[list[ApiK
     return [_out(r) for r in page.rows], page.next_cursor
 
 
-def revoke_key(engine: Engine, key_id: str) -> ApiKeyOut:
+def revoke_key(engine: Engine, key_id: str, *, clock: Clock) -> ApiKeyOut:
     with engine.begin() as conn:
         row = conn.execute(select(api_keys).where(api_keys.c.id == key_id)).mappings().first()
         if row is None:
             raise NotFound("API_KEY_NOT_FOUND", f"No API key {key_id}; list them with GET /v1/api-keys.")
         if row["revoked_at"] is None:
-            conn.execute(update(api_keys).where(api_keys.c.id == key_id).values(revoked_at=now_ms()))
+            conn.execute(update(api_keys).where(api_keys.c.id == key_id).values(revoked_at=clock.now_ms()))
         row = conn.execute(select(api_keys).where(api_keys.c.id == key_id)).mappings().one()
     return _out(dict(row))

@@ -10,14 +10,15 @@ from sqlalchemy import Connection, Engine, insert, select
 from abaxus.ids import new_id
 from abaxus.store.paging import fetch_page
 from abaxus.store.tables import audit_entries
-from abaxus.timefmt import format_ms, now_ms
+from abaxus.timefmt import format_ms
 
 __all__ = ["append", "list_entries"]
 
 
-def append(conn: Connection, invoice_id: str, type_: str, actor: str, data: dict[str, Any]) -> None:
+def append(conn: Connection, invoice_id: str, type_: str, actor: str, data: dict[str, Any], *, at: int) -> None:
+    """Record ``type_`` at ``at``: the instant of the change it stands beside, in its transaction."""
     conn.execute(insert(audit_entries).values(id=new_id("aud"), invoice_id=invoice_id, type=type_, actor=actor,
-                                              at=now_ms(), data=msgspec.json.encode(data).decode()))
+                                              at=at, data=msgspec.json.encode(data).decode()))
 
 
 def list_entries(engine: Engine, invoice_id: str, limit: int, cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:

@@ -22,13 +22,14 @@ from abaxus.billing import _validate as v
 from abaxus.billing.commercial import Coupon
 from abaxus.billing.plans import load_version
 from abaxus.billing.subscriptions import load_subscription
+from abaxus.clock import Clock
 from abaxus.errors import Conflict, InvalidInput, NotFound
 from abaxus.ids import CLIENT_ID_RE, new_id
 from abaxus.money import normalize_currency, parse_decimal
 from abaxus.schemas.commercial import CouponCreate, CouponOut, DiscountCreate, DiscountOut
 from abaxus.store.paging import fetch_page
 from abaxus.store.tables import coupons, discount_redemptions, invoices, subscription_discounts
-from abaxus.timefmt import format_ms, now_ms
+from abaxus.timefmt import format_ms
 
 __all__ = [
     "attach_discount", "coupon_terms", "create_coupon", "get_coupon", "list_coupons", "list_discounts",
@@ -113,7 +114,7 @@ def _check_scope(scope: list[str] | None) -> None:
             raise InvalidInput("VALIDATION_ERROR", f"Charge id '{cid}' is named twice.", f"applies_to_charge_ids.{i}")
 
 
-def create_coupon(engine: Engine, body: CouponCreate) -> CouponOut:
+def create_coupon(engine: Engine, body: CouponCreate, *, clock: Clock) -> CouponOut:
     v.client_id(body.id, "id")
     percent, amount_off, currency = _amount_terms(body)
     _check_duration(body)
@@ -122,7 +123,7 @@ def create_coupon(engine: Engine, body: CouponCreate) -> CouponOut:
     row = {"id": body.id, "percent_off": format(percent, "f") if percent is not None else None, "amount_off": amount_off,
            "currency": currency, "duration": body.duration, "duration_in_periods": body.duration_in_periods,
            "applies_to_charge_ids": msgspec.json.encode(scope).decode() if scope is not None else None,
-           "created_at": now_ms()}
+           "created_at": clock.now_ms()}
     try:
         with engine.begin() as conn:
             conn.execute(insert(coupons).values(**row))
@@ -173,7 +174,7 @@ def _discount_out(row: Any, coupon: Any, carried: list[str]) -> DiscountOut:
                        created_at=format_ms(row["created_at"]) or "")
 
 
-def attach_discount(engine: Engine, subscription_id: str, body: DiscountCreate) -> DiscountOut:
+def attach_discount(engine: Engine, subscription_id: str, body: DiscountCreate, *, clock: Clock) -> DiscountOut:
     """Give the subscription the coupon's discount from its next invoice on."""
     with engine.begin() as conn:
         sub = load_subscription(conn, subscription_id)
@@ -190,7 +191,7 @@ def attach_discount(engine: Engine, subscription_id: str, body: DiscountCreate) 
         if any(limit is None or len(carried[r["id"]]) < limit for r in same):
             raise Conflict("DISCOUNT_ALREADY_ATTACHED", f"Coupon '{coupon['id']}' already discounts this subscription; "
                            "attach it again once that discount is used up.", "coupon_id")
-        row = {"id": new_id("dsc"), "subscription_id": subscription_id, "coupon_id": coupon["id"], "created_at": now_ms()}
+        row = {"id": new_id("dsc"), "subscription_id": subscription_id, "coupon_id": coupon["id"], "created_at": clock.now_ms()}
         conn.execute(insert(subscription_discounts).values(**row))
     return _discount_out(row, coupon, [])
 

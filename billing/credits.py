@@ -18,13 +18,14 @@ from sqlalchemy import Connection, Engine, func, insert, select, update
 from abaxus.billing import outbox
 from abaxus.billing.commercial import Grant, drawdown_order
 from abaxus.billing.customers import load_customer
+from abaxus.clock import Clock
 from abaxus.errors import Conflict, InvalidInput, NotFound
 from abaxus.ids import new_id
 from abaxus.money import normalize_currency
 from abaxus.schemas.commercial import CreditBalance, CreditGrantCreate, CreditGrantOut, CreditLedgerEntry
 from abaxus.store.paging import fetch_page
 from abaxus.store.tables import credit_grants, credit_ledger
-from abaxus.timefmt import format_ms, now_ms, parse_timestamp
+from abaxus.timefmt import format_ms, parse_timestamp
 
 __all__ = [
     "create_grant", "credit_balance", "get_grant", "grant_entries", "list_grants", "record_drawdown",
@@ -47,12 +48,12 @@ def _status(row: Any, now: int) -> Literal["scheduled", "active", "depleted", "e
     return "active"
 
 
-def grant_out(row: Any, now: int | None = None) -> CreditGrantOut:
+def grant_out(row: Any, now: int) -> CreditGrantOut:
     return CreditGrantOut(
         id=row["id"], customer_id=row["customer_id"], amount=row["amount"], currency=row["currency"],
         remaining=row["remaining"], priority=row["priority"], effective_at=format_ms(row["effective_at"]) or "",
         expires_at=format_ms(row["expires_at"]), description=row["description"],
-        status=_status(row, now if now is not None else now_ms()),
+        status=_status(row, now),
         created_at=format_ms(row["created_at"]) or "", voided_at=format_ms(row["voided_at"]),
         void_reason=row["void_reason"])
 
@@ -68,14 +69,14 @@ def _entry(conn: Connection, grant: Any, type_: str, amount: int, invoice_id: st
 
 
 # ---- the API -----------------------------------------------------------------------------
-def create_grant(engine: Engine, customer_id: str, body: CreditGrantCreate) -> CreditGrantOut:
+def create_grant(engine: Engine, customer_id: str, body: CreditGrantCreate, *, clock: Clock) -> CreditGrantOut:
     if not 1 <= body.amount < MAX_AMOUNT:
         raise InvalidInput("VALUE_OUT_OF_RANGE", f"amount is in minor units: 1 up to (not including) {MAX_AMOUNT:,}.", "amount")
     if not 0 <= body.priority <= MAX_PRIORITY:
         raise InvalidInput("VALUE_OUT_OF_RANGE", f"priority is an integer from 0 (drawn first) to {MAX_PRIORITY:,}.",
                            "priority")
     currency = normalize_currency(body.currency, "currency")
-    now = now_ms()
+    now = clock.now_ms()
     effective_at = parse_timestamp(body.effective_at, "effective_at") if body.effective_at is not None else now
     expires_at = parse_timestamp(body.expires_at, "expires_at") if body.expires_at is not None else None
     if expires_at is not None and expires_at <= effective_at:
@@ -102,13 +103,14 @@ def _load(conn: Connection, customer_id: str, grant_id: str, lock: bool = False)
     return dict(row)
 
 
-def get_grant(engine: Engine, customer_id: str, grant_id: str) -> CreditGrantOut:
+def get_grant(engine: Engine, customer_id: str, grant_id: str, *, clock: Clock) -> CreditGrantOut:
     with engine.connect() as conn:
-        return grant_out(_load(conn, customer_id, grant_id))
+        return grant_out(_load(conn, customer_id, grant_id), clock.now_ms())
 
 
-def list_grants(engine: Engine, customer_id: str, limit: int, cursor: str | None) -> tuple[list[CreditGrantOut], str | None]:
-    now = now_ms()
+def list_grants(engine: Engine, customer_id: str, limit: int, cursor: str | None, *,
+                clock: Clock) -> tuple[list[CreditGrantOut], str | None]:
+    now = clock.now_ms()
     with engine.connect() as conn:
         load_customer(conn, customer_id)
         page = fetch_page(conn, select(credit_grants).where(credit_grants.c.customer_id == customer_id),
@@ -117,9 +119,9 @@ def list_grants(engine: Engine, customer_id: str, limit: int, cursor: str | None
     return [grant_out(r, now) for r in page.rows], page.next_cursor
 
 
-def void_grant(engine: Engine, customer_id: str, grant_id: str, reason: str | None) -> CreditGrantOut:
+def void_grant(engine: Engine, customer_id: str, grant_id: str, reason: str | None, *, clock: Clock) -> CreditGrantOut:
     """Void what is left of a grant (drawn amounts stay drawn); for good."""
-    now = now_ms()
+    now = clock.now_ms()
     with engine.begin() as conn:
         row = _load(conn, customer_id, grant_id, lock=True)
         if row["voided_at"] is not None:
@@ -142,9 +144,9 @@ def grant_entries(engine: Engine, customer_id: str, grant_id: str, limit: int,
                               invoice_id=r["invoice_id"], at=format_ms(r["at"]) or "") for r in page.rows], page.next_cursor
 
 
-def credit_balance(engine: Engine, customer_id: str, currency: str | None) -> CreditBalance:
+def credit_balance(engine: Engine, customer_id: str, currency: str | None, *, clock: Clock) -> CreditBalance:
     """What the customer could draw now in one currency: the usable grants in drawdown order."""
-    now = now_ms()
+    now = clock.now_ms()
     with engine.connect() as conn:
         customer = load_customer(conn, customer_id)
         if currency is not None:
@@ -201,7 +203,7 @@ def record_drawdown(conn: Connection, invoice_id: str, customer_id: str, currenc
         left = conn.execute(select(credit_grants.c.remaining).where(credit_grants.c.id == grant_id)).scalar_one()
         if left == 0:
             outbox.emit(conn, "credit_grant.depleted", {"grant_id": grant_id, "customer_id": customer_id,
-                                                        "currency": currency, "invoice_id": invoice_id})
+                                                        "currency": currency, "invoice_id": invoice_id}, now=at)
 
 
 def restore_drawdown(conn: Connection, invoice_id: str, at: int) -> dict[str, int]:

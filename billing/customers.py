@@ -10,12 +10,13 @@ from sqlalchemy import Connection, Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from abaxus.billing import _validate as v
+from abaxus.clock import Clock
 from abaxus.errors import Conflict, InvalidInput, NotFound
 from abaxus.money import normalize_currency
 from abaxus.schemas.catalog import CustomerCreate, CustomerOut, CustomerPatch
 from abaxus.store.paging import fetch_page
 from abaxus.store.tables import customers
-from abaxus.timefmt import format_ms, now_ms
+from abaxus.timefmt import format_ms
 
 __all__ = ["create_customer", "customer_out", "get_customer", "list_customers", "load_customer", "patch_customer"]
 
@@ -44,10 +45,10 @@ def _check_payment(row: dict[str, Any]) -> None:
             raise InvalidInput("INVALID_FIELD", f"'{name}' must be a Stripe id starting with {prefix}.", name)
 
 
-def create_customer(engine: Engine, body: CustomerCreate) -> CustomerOut:
+def create_customer(engine: Engine, body: CustomerCreate, *, clock: Clock) -> CustomerOut:
     v.client_id(body.id, "id")
     v.text(body.name, "name", max_len=200)
-    now = now_ms()
+    now = clock.now_ms()
     row = {
         "id": body.id, "name": body.name, "email": v.email(body.email, "email"),
         "currency": normalize_currency(body.currency, "currency") if body.currency is not None else None,
@@ -85,7 +86,7 @@ def list_customers(engine: Engine, limit: int, cursor: str | None) -> tuple[list
     return [customer_out(r) for r in page.rows], page.next_cursor
 
 
-def patch_customer(engine: Engine, customer_id: str, body: CustomerPatch) -> CustomerOut:
+def patch_customer(engine: Engine, customer_id: str, body: CustomerPatch, *, clock: Clock) -> CustomerOut:
     for frozen in ("id", "currency"):
         if getattr(body, frozen) is not UNSET:
             raise InvalidInput("INVALID_FIELD", f"'{frozen}' cannot be changed; create a new customer instead.", frozen)
@@ -104,6 +105,6 @@ def patch_customer(engine: Engine, customer_id: str, body: CustomerPatch) -> Cus
         row = load_customer(conn, customer_id)
         row.update(changes)
         _check_payment(row)
-        row["updated_at"] = now_ms()
+        row["updated_at"] = clock.now_ms()
         conn.execute(update(customers).where(customers.c.id == customer_id).values(**changes, updated_at=row["updated_at"]))
     return customer_out(row)

@@ -12,9 +12,9 @@ from sqlalchemy import Engine, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from tenacity import retry, retry_if_exception_type, stop_after_attempt
 
+from abaxus.clock import Clock
 from abaxus.errors import Conflict
 from abaxus.store.tables import idempotency_records as rec
-from abaxus.timefmt import now_ms
 
 __all__ = ["CLAIM_ATTEMPTS", "RETENTION_MS", "STALE_CLAIM_MS", "Replay", "claim", "complete", "release"]
 
@@ -33,10 +33,10 @@ class Replay:
     body: bytes
 
 
-def claim(engine: Engine, key_id: str, key: str, fingerprint: str) -> Replay | None:
+def claim(engine: Engine, key_id: str, key: str, fingerprint: str, *, clock: Clock) -> Replay | None:
     """Claim ``key`` for this request, or return the stored response to replay."""
     try:
-        return _try_claim(engine, key_id, key, fingerprint)
+        return _try_claim(engine, key_id, key, fingerprint, clock.now_ms())
     except _Released:  # other requests keep claiming and releasing it: one of them is running
         raise Conflict("IDEMPOTENCY_KEY_IN_USE", _IN_USE) from None
 
@@ -48,8 +48,7 @@ class _Released(Exception):
 # A released key is free, so the claim is tried again at once; only a key that other requests
 # claim and release again between every insert and read runs out of attempts.
 @retry(retry=retry_if_exception_type(_Released), stop=stop_after_attempt(CLAIM_ATTEMPTS), reraise=True)
-def _try_claim(engine: Engine, key_id: str, key: str, fingerprint: str) -> Replay | None:
-    now = now_ms()
+def _try_claim(engine: Engine, key_id: str, key: str, fingerprint: str, now: int) -> Replay | None:
     try:
         with engine.begin() as conn:
             conn.execute(delete(rec).where(rec.c.created_at < now - RETENTION_MS))

@@ -32,6 +32,7 @@ from abaxus.billing.pricing import Priced, Window, billable_windows, choose_subs
 from abaxus.billing.proration import credit_lines, mark_credited
 from abaxus.billing.subscriptions import load_subscription
 from abaxus.billing.timeline import load_timeline
+from abaxus.clock import Clock, SystemClock
 from abaxus.errors import Conflict, InvalidInput, NotFound
 from abaxus.ids import new_id
 from abaxus.money import format_quantity, parse_decimal
@@ -39,7 +40,7 @@ from abaxus.schemas.codec import encode_json
 from abaxus.store.paging import fetch_page
 from abaxus.store.tables import calculations, invoices
 from abaxus.store.usage import UsageStore
-from abaxus.timefmt import format_ms, now_ms
+from abaxus.timefmt import format_ms
 
 __all__ = ["Invoicing", "invoice_out"]
 
@@ -65,8 +66,12 @@ def invoice_out(row: Any) -> dict[str, Any]:
 
 
 class Invoicing:
-    def __init__(self, engine: Engine, usage: UsageStore, as_of: Callable[[], int]) -> None:
+    """Calculating, issuing, adjusting and archiving invoices; ``clock`` dates what it writes
+    (and ages calculations), ``as_of`` is the usage watermark an invoice is priced at."""
+
+    def __init__(self, engine: Engine, usage: UsageStore, as_of: Callable[[], int], *, clock: Clock | None = None) -> None:
         self.engine, self.usage, self.as_of = engine, usage, as_of
+        self.clock: Clock = clock or SystemClock()
 
     # ---- pricing -----------------------------------------------------------------------
     def _price(self, customer_id: str, cutoff_ms: int, subscription_id: str | None) -> tuple[Priced, int]:
@@ -86,7 +91,7 @@ class Invoicing:
         with self.engine.connect() as conn:
             [(priced, _, _)] = self._terms(conn, [priced], lock=False)
         w = priced.window
-        now = now_ms()
+        now = self.clock.now_ms()
         body = {
             "calculation_id": new_id("calc"), "customer_id": customer_id, "subscription_id": w.subscription["id"],
             "plan_id": w.plan.plan_id, "plan_version": w.plan.version, "period_start": format_ms(w.period_start),
@@ -104,7 +109,7 @@ class Invoicing:
     def preview(self, plan_id: str, plan_version: int | None, usage: dict[str, Any]) -> dict[str, Any]:
         with self.engine.connect() as conn:
             pv = (load_version(conn, plan_id, plan_version, "plan_id") if plan_version is not None
-                  else active_version(conn, plan_id))
+                  else active_version(conn, plan_id, now=self.clock.now_ms()))
             charged = {c.metric_key for c in pv.charges if c.metric_key}
             quantities: dict[tuple[str, str, int], Decimal] = {}
             for key, value in usage.items():
@@ -133,7 +138,7 @@ class Invoicing:
             row = conn.execute(select(calculations).where(calculations.c.id == calculation_id)).mappings().first()
             if row is None:
                 raise NotFound("CALCULATION_NOT_FOUND", f"No calculation '{calculation_id}'.", "calculation_id")
-            if row["expires_at"] <= now_ms():
+            if row["expires_at"] <= self.clock.now_ms():
                 raise InvalidInput("CALCULATION_EXPIRED", "The calculation is over 24 h old; calculate again.", "calculation_id")
             windows = (choose_subscription(conn, customer_id, cutoff_ms, subscription_id)
                        if row["customer_id"] == customer_id else [])
@@ -181,8 +186,8 @@ class Invoicing:
             conn.execute(update(invoices).where(invoices.c.id == row["id"]).values(status="paid", paid_at=now))
             row.update(status="paid", paid_at=now)
             audit.append(conn, row["id"], "invoice.paid", actor,
-                         {"payment_intent_id": None, "amount": 0, "source": "zero_total"})
-            outbox.emit(conn, "invoice.paid", outbox.invoice_data(row, payment_intent_id=None, source="zero_total"))
+                         {"payment_intent_id": None, "amount": 0, "source": "zero_total"}, at=now)
+            outbox.emit(conn, "invoice.paid", outbox.invoice_data(row, payment_intent_id=None, source="zero_total"), now=now)
 
     def _row(self, priced: Priced, as_of: int, calculation_id: str | None, now: int) -> dict[str, Any]:
         w = priced.window
@@ -204,7 +209,7 @@ class Invoicing:
         """
         if not priced:
             return 0
-        now = now_ms()
+        now = self.clock.now_ms()
         try:
             with self.engine.begin() as conn:
                 terms = self._terms(conn, priced, lock=True)
@@ -214,8 +219,8 @@ class Invoicing:
                     mark_credited(conn, row["id"], final.lines)
                     audit.append(conn, row["id"], "invoice.issued", actor, {
                         "total_amount": final.total, "line_count": len(final.lines), "calculation_id": None,
-                        "usage_as_of": format_ms(as_of)})
-                    outbox.emit(conn, "invoice.issued", outbox.invoice_data(row))
+                        "usage_as_of": format_ms(as_of)}, at=now)
+                    outbox.emit(conn, "invoice.issued", outbox.invoice_data(row), now=now)
                     self._record_terms(conn, row, applied, used, actor, now)
             return len(rows)
         except IntegrityError:
@@ -229,7 +234,7 @@ class Invoicing:
             return created
 
     def _issue(self, priced: Priced, as_of: int, calculation_id: str | None, actor: str) -> dict[str, Any]:
-        now = now_ms()
+        now = self.clock.now_ms()
         slot = f"{priced.window.subscription['id']}:{priced.window.period_start}"
         try:
             with self.engine.begin() as conn:
@@ -239,8 +244,8 @@ class Invoicing:
                 mark_credited(conn, row["id"], final.lines)
                 audit.append(conn, row["id"], "invoice.issued", actor, {
                     "total_amount": final.total, "line_count": len(final.lines), "calculation_id": calculation_id,
-                    "usage_as_of": format_ms(as_of)})
-                outbox.emit(conn, "invoice.issued", outbox.invoice_data(row))
+                    "usage_as_of": format_ms(as_of)}, at=now)
+                outbox.emit(conn, "invoice.issued", outbox.invoice_data(row), now=now)
                 self._record_terms(conn, row, applied, used, actor, now)
         except IntegrityError:
             with self.engine.connect() as conn:
@@ -308,13 +313,13 @@ class Invoicing:
             self._check_open(inv)
             if inv["charge_lock"] is not None:
                 raise Conflict("CHARGE_IN_PROGRESS", "A charge of this invoice is in flight; retry when it ends.")
-            now = now_ms()
+            now = self.clock.now_ms()
             # Its credits go back to their grants (locked in id order, as issuing locks them) before
             # its period is freed: an issue of the same period meanwhile fails at once, never deadlocks.
             restore_drawdown(conn, invoice_id, now)
             conn.execute(update(invoices).where(invoices.c.id == invoice_id)
                          .values(status="archived", archived_at=now, archive_reason=reason, period_slot=None))
-            audit.append(conn, invoice_id, "invoice.archived", actor, {"reason": reason})
+            audit.append(conn, invoice_id, "invoice.archived", actor, {"reason": reason}, at=now)
             inv.update(status="archived", archived_at=now, archive_reason=reason)
         return invoice_out(inv)
 
@@ -368,7 +373,7 @@ class Invoicing:
         if not lines:
             raise Conflict("NO_CHANGE", "Usage has not changed what this invoice bills; nothing to adjust.")
         total = sum(li["amount"] for li in lines)
-        now = now_ms()
+        now = self.clock.now_ms()
         row = {**{k: inv[k] for k in ("customer_id", "subscription_id", "plan_id", "plan_version", "currency",
                                       "period_start", "period_end")},
                "id": new_id("inv"), "type": "adjustment", "adjusts_invoice_id": invoice_id, "status": "issued",
@@ -378,9 +383,11 @@ class Invoicing:
         with self.engine.begin() as conn:
             conn.execute(insert(invoices).values(**row))
             audit.append(conn, row["id"], "invoice.issued", actor, {"total_amount": total, "line_count": len(lines),
-                                                                     "calculation_id": None, "usage_as_of": format_ms(as_of)})
-            audit.append(conn, invoice_id, "invoice.adjusted", actor, {"adjustment_invoice_id": row["id"], "total_amount": total})
-            outbox.emit(conn, "invoice.issued", outbox.invoice_data(row))
+                                                                     "calculation_id": None, "usage_as_of": format_ms(as_of)},
+                         at=now)
+            audit.append(conn, invoice_id, "invoice.adjusted", actor,
+                         {"adjustment_invoice_id": row["id"], "total_amount": total}, at=now)
+            outbox.emit(conn, "invoice.issued", outbox.invoice_data(row), now=now)
             outbox.emit(conn, "invoice.adjusted", outbox.invoice_data(inv, adjustment_invoice_id=row["id"],
-                                                                      adjustment_total_amount=total))
+                                                                      adjustment_total_amount=total), now=now)
         return invoice_out(row)

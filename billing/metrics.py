@@ -10,13 +10,14 @@ from sqlalchemy import Connection, Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from abaxus.billing import _validate as v
+from abaxus.clock import Clock
 from abaxus.errors import Conflict, InvalidInput, NotFound
 from abaxus.ids import new_id
 from abaxus.money import format_quantity, parse_decimal
 from abaxus.schemas.catalog import MetricCreate, MetricOut
 from abaxus.store.paging import fetch_page
 from abaxus.store.tables import metrics
-from abaxus.timefmt import format_ms, now_ms
+from abaxus.timefmt import format_ms
 
 __all__ = ["create_metric", "deactivate_metric", "get_metric", "list_metrics", "metric_out"]
 
@@ -41,7 +42,7 @@ def _alias(primary: object, alias: object, name: str, alias_name: str) -> object
     return value
 
 
-def create_metric(engine: Engine, body: MetricCreate) -> MetricOut:
+def create_metric(engine: Engine, body: MetricCreate, *, clock: Clock) -> MetricOut:
     v.key(body.key, "key")
     name = str(_alias(body.name, body.display_name, "name", "display_name"))
     v.text(name, "name", max_len=200)
@@ -68,7 +69,7 @@ def create_metric(engine: Engine, body: MetricCreate) -> MetricOut:
     row = {
         "id": new_id("met"), "key": body.key, "name": name, "aggregation": aggregation,
         "property": body.property, "percentile": str(percentile) if percentile is not None else None,
-        "description": body.description, "status": "active", "created_at": now_ms(), "deactivated_at": None,
+        "description": body.description, "status": "active", "created_at": clock.now_ms(), "deactivated_at": None,
     }
     try:
         with engine.begin() as conn:
@@ -108,10 +109,10 @@ def list_metrics(engine: Engine, status: str | None, limit: int, cursor: str | N
     return [metric_out(r) for r in page.rows], page.next_cursor
 
 
-def deactivate_metric(engine: Engine, key: str) -> MetricOut:
+def deactivate_metric(engine: Engine, key: str, *, clock: Clock) -> MetricOut:
     with engine.begin() as conn:
         row = _load(conn, key)
         if row["status"] == "active":
-            conn.execute(update(metrics).where(metrics.c.key == key).values(status="inactive", deactivated_at=now_ms()))
+            conn.execute(update(metrics).where(metrics.c.key == key).values(status="inactive", deactivated_at=clock.now_ms()))
             row.update(status="inactive")
     return metric_out(row)

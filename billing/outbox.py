@@ -22,7 +22,7 @@ from sqlalchemy import Connection, insert, select
 from abaxus.ids import new_id
 from abaxus.schemas.codec import encode_json
 from abaxus.store.tables import outbox_events, webhook_deliveries, webhook_endpoints
-from abaxus.timefmt import format_ms, now_ms
+from abaxus.timefmt import format_ms
 
 __all__ = ["EVENT_TYPES", "emit", "invoice_data"]
 
@@ -59,10 +59,11 @@ def _subscribers(conn: Connection) -> list[tuple[str, frozenset[str]]]:
     return found
 
 
-def emit(conn: Connection, type_: str, data: dict[str, Any]) -> str:
+def emit(conn: Connection, type_: str, data: dict[str, Any], *, now: int) -> str:
     """Record event ``type_`` with ``data`` in the caller's transaction; its ``whev_…`` id.
 
-    Call it in the same ``engine.begin()`` block as the change it announces, after the change.
+    Call it in the same ``engine.begin()`` block as the change it announces, after the change;
+    ``now`` is the change's instant (the event's ``created_at``, its deliveries' first attempt).
     """
     if type_ not in EVENT_TYPES:
         raise ValueError(f"unknown webhook event type {type_!r}; add it to EVENT_TYPES and the docs")
@@ -70,7 +71,6 @@ def emit(conn: Connection, type_: str, data: dict[str, Any]) -> str:
     targets = [endpoint_id for endpoint_id, types in _subscribers(conn) if type_ in types or "*" in types]
     if not targets:
         return event_id
-    now = now_ms()
     payload = encode_json({"id": event_id, "type": type_, "created_at": format_ms(now), "data": data}).decode()
     conn.execute(insert(outbox_events).values(id=event_id, type=type_, payload=payload, created_at=now))
     conn.execute(insert(webhook_deliveries), [

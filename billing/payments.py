@@ -28,7 +28,7 @@ from abaxus.errors import AbaxusError, Conflict, InvalidInput, NotFound, Unavail
 from abaxus.logging import get_logger
 from abaxus.settings import Settings
 from abaxus.store.tables import invoices, webhook_events
-from abaxus.timefmt import format_ms, now_ms
+from abaxus.timefmt import format_ms
 
 __all__ = ["Payments"]
 
@@ -47,6 +47,7 @@ class Payments:
     def __init__(self, engine: Engine, settings: Settings) -> None:
         self.engine = engine
         self.settings = settings
+        self.clock = settings.clock
         self.client: stripe.StripeClient | None = None
         if settings.stripe_secret_key:
             self.client = stripe.StripeClient(
@@ -81,7 +82,7 @@ class Payments:
         An unknown, paid or archived invoice is answered as such (404/409) even when Stripe is
         not configured; only a charge that would really call Stripe needs it (a zero total does not).
         """
-        now = now_ms()
+        now = self.clock.now_ms()
         with self.engine.begin() as conn:
             row = conn.execute(select(invoices).where(invoices.c.id == invoice_id)).mappings().first()
             if row is None:
@@ -116,7 +117,7 @@ class Payments:
         with self.engine.begin() as conn:
             audit.append(conn, invoice_id, "invoice.charge_attempted", actor, {
                 "attempt": attempt, "amount": inv["total_amount"], "currency": inv["currency"],
-                "stripe_idempotency_key": f"abaxus:{invoice_id}:{attempt}"})
+                "stripe_idempotency_key": f"abaxus:{invoice_id}:{attempt}"}, at=now)
         return {"invoice": inv, "customer": customer, "attempt": attempt}
 
     def _payment_method(self, customer: dict[str, Any]) -> str:
@@ -177,26 +178,28 @@ class Payments:
         return pi.to_dict()
 
     def _declined(self, inv: dict[str, Any], attempt: int, d: _Declined, actor: str) -> None:
+        now = self.clock.now_ms()
         with self.engine.begin() as conn:
             conn.execute(update(invoices).where(invoices.c.id == inv["id"]).values(charge_lock=None, charge_attempt=attempt))
             audit.append(conn, inv["id"], "invoice.charge_failed", actor, {
-                "attempt": attempt, "payment_intent_id": d.payment_intent_id, "decline_code": d.code, "message": d.message})
+                "attempt": attempt, "payment_intent_id": d.payment_intent_id, "decline_code": d.code, "message": d.message},
+                at=now)
             outbox.emit(conn, "invoice.payment_failed", outbox.invoice_data(
-                inv, attempt=attempt, payment_intent_id=d.payment_intent_id, decline_code=d.code, message=d.message))
+                inv, attempt=attempt, payment_intent_id=d.payment_intent_id, decline_code=d.code, message=d.message), now=now)
 
     def _release(self, invoice_id: str) -> None:
         with self.engine.begin() as conn:
             conn.execute(update(invoices).where(invoices.c.id == invoice_id).values(charge_lock=None))
 
     def _mark_paid(self, conn: Any, inv: dict[str, Any], intent_id: str | None, source: str, actor: str) -> dict[str, Any]:
-        now = now_ms()
+        now = self.clock.now_ms()
         done = conn.execute(update(invoices).where((invoices.c.id == inv["id"]) & (invoices.c.status == "issued"))
                             .values(status="paid", paid_at=now, payment_intent_id=intent_id, charge_lock=None)).rowcount
         if done == 1:
             audit.append(conn, inv["id"], "invoice.paid", actor,
-                         {"payment_intent_id": intent_id, "amount": inv["total_amount"], "source": source})
+                         {"payment_intent_id": intent_id, "amount": inv["total_amount"], "source": source}, at=now)
             inv.update(status="paid", paid_at=now, payment_intent_id=intent_id)
-            outbox.emit(conn, "invoice.paid", outbox.invoice_data(inv, payment_intent_id=intent_id, source=source))
+            outbox.emit(conn, "invoice.paid", outbox.invoice_data(inv, payment_intent_id=intent_id, source=source), now=now)
         return {"invoice_id": inv["id"], "status": "paid", "payment_intent_id": intent_id,
                 "amount": inv["total_amount"], "currency": inv["currency"], "charged_at": format_ms(now)}
 
@@ -215,12 +218,13 @@ class Payments:
                               None, status=400) from None
         try:
             with self.engine.begin() as conn:
-                conn.execute(insert(webhook_events).values(id=event["id"], type=event["type"], received_at=now_ms()))
-                self._apply(conn, event)
+                now = self.clock.now_ms()
+                conn.execute(insert(webhook_events).values(id=event["id"], type=event["type"], received_at=now))
+                self._apply(conn, event, now)
         except IntegrityError:
             log.info("webhook_replayed", event_id=event["id"])  # already applied once
 
-    def _apply(self, conn: Any, event: Any) -> None:
+    def _apply(self, conn: Any, event: Any, now: int) -> None:
         obj = event["data"]["object"]
         invoice_id = (obj.get("metadata") or {}).get("abaxus_invoice_id")
         if not invoice_id or event["type"] not in ("payment_intent.succeeded", "payment_intent.payment_failed"):
@@ -236,10 +240,10 @@ class Payments:
             err = obj.get("last_payment_error") or {}
             audit.append(conn, invoice_id, "invoice.charge_failed", "stripe", {
                 "attempt": inv["charge_attempt"] or None, "payment_intent_id": obj["id"],
-                "decline_code": err.get("decline_code") or err.get("code"), "message": err.get("message")})
+                "decline_code": err.get("decline_code") or err.get("code"), "message": err.get("message")}, at=now)
             outbox.emit(conn, "invoice.payment_failed", outbox.invoice_data(
                 inv, attempt=inv["charge_attempt"] or None, payment_intent_id=obj["id"],
-                decline_code=err.get("decline_code") or err.get("code"), message=err.get("message")))
+                decline_code=err.get("decline_code") or err.get("code"), message=err.get("message")), now=now)
 
 
 def invoice_after(engine: Engine, invoice_id: str) -> dict[str, Any]:

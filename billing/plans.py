@@ -16,6 +16,7 @@ from sqlalchemy import Connection, Engine, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from abaxus.billing import _validate as v
+from abaxus.clock import Clock
 from abaxus.errors import Conflict, InvalidInput, NotFound
 from abaxus.ids import CLIENT_ID_RE
 from abaxus.money import format_price, format_quantity, normalize_currency, parse_decimal
@@ -37,7 +38,7 @@ from abaxus.schemas.catalog import (
 )
 from abaxus.store.paging import fetch_page
 from abaxus.store.tables import metrics, plan_versions
-from abaxus.timefmt import format_ms, now_ms, parse_timestamp
+from abaxus.timefmt import format_ms, parse_timestamp
 
 __all__ = [
     "Entitlement",
@@ -178,7 +179,7 @@ def _entitlements(body: PlanCreate, all_metrics: dict[str, dict[str, Any]]) -> l
     return out
 
 
-def create_plan_version(engine: Engine, body: PlanCreate) -> PlanOut:
+def create_plan_version(engine: Engine, body: PlanCreate, *, clock: Clock) -> PlanOut:
     """Validate a plan body and append it as the plan's next version."""
     v.client_id(body.id, "id")
     v.text(body.name, "name", max_len=200)
@@ -187,7 +188,7 @@ def create_plan_version(engine: Engine, body: PlanCreate) -> PlanOut:
         raise InvalidInput("VALIDATION_ERROR", "Send 1–100 charges.", "charges")
     if body.changelog is not None:
         v.text(body.changelog, "changelog", min_len=0, max_len=2000)
-    now = now_ms()
+    now = clock.now_ms()
     effective_from = parse_timestamp(body.effective_from, "effective_from") if body.effective_from else now
     with engine.connect() as conn:
         known = {r["key"]: dict(r) for r in conn.execute(select(metrics)).mappings()}
@@ -315,45 +316,45 @@ def load_version(conn: Connection, plan_id: str, version: int, field: str | None
                    field and field.replace("plan_id", "plan_version"))
 
 
-def active_version(conn: Connection, plan_id: str, field: str = "plan_id") -> PlanVersion:
+def active_version(conn: Connection, plan_id: str, field: str = "plan_id", *, now: int) -> PlanVersion:
     """The version new subscriptions get by default; none active → PLAN_VERSION_DEPRECATED."""
     versions = _all_versions(conn, plan_id, field)
-    for number, status in statuses(versions, now_ms()).items():
+    for number, status in statuses(versions, now).items():
         if status == "active":
             return next(p for p in versions if p.version == number)
     raise InvalidInput("PLAN_VERSION_DEPRECATED",
                        f"Plan '{plan_id}' has no active version; name a plan_version or publish a new one.", field)
 
 
-def subscribable_version(conn: Connection, plan_id: str, version: int | None, field: str = "plan_id") -> PlanVersion:
+def subscribable_version(conn: Connection, plan_id: str, version: int | None, field: str = "plan_id", *,
+                         now: int) -> PlanVersion:
     """The version a subscription may start on or move to: the active one by default, a named one unless deprecated."""
     if version is None:
-        return active_version(conn, plan_id)
+        return active_version(conn, plan_id, now=now)
     pv = load_version(conn, plan_id, version, field)
-    if version_status(conn, pv) == "deprecated":
+    if version_status(conn, pv, now=now) == "deprecated":
         raise InvalidInput("PLAN_VERSION_DEPRECATED",
                            f"Version {pv.version} of '{pv.plan_id}' is deprecated; use a current version.", "plan_version")
     return pv
 
 
-def version_status(conn: Connection, pv: PlanVersion) -> str:
-    return statuses(_versions(conn, pv.plan_id), now_ms())[pv.version]
+def version_status(conn: Connection, pv: PlanVersion, *, now: int) -> str:
+    return statuses(_versions(conn, pv.plan_id), now)[pv.version]
 
 
-def get_plan(engine: Engine, plan_id: str, version: int | None = None) -> PlanOut:
+def get_plan(engine: Engine, plan_id: str, version: int | None = None, *, clock: Clock) -> PlanOut:
     with engine.connect() as conn:
         versions = _all_versions(conn, plan_id)
-        if version is None:
-            return _plan_out(versions[-1], versions, now_ms())
-        return _plan_out(load_version(conn, plan_id, version), versions, now_ms())
+        pv = versions[-1] if version is None else load_version(conn, plan_id, version)
+        return _plan_out(pv, versions, clock.now_ms())
 
 
-def list_plans(engine: Engine, limit: int, cursor: str | None) -> tuple[list[PlanOut], str | None]:
+def list_plans(engine: Engine, limit: int, cursor: str | None, *, clock: Clock) -> tuple[list[PlanOut], str | None]:
     latest = (select(plan_versions.c.plan_id, func.max(plan_versions.c.version).label("version"))
               .group_by(plan_versions.c.plan_id).subquery())
     query = select(plan_versions).join(latest, (latest.c.plan_id == plan_versions.c.plan_id)
                                        & (latest.c.version == plan_versions.c.version))
-    now = now_ms()
+    now = clock.now_ms()
     with engine.connect() as conn:
         page = fetch_page(conn, query, [plan_versions.c.created_at, plan_versions.c.plan_id],
                           kind="price_plans", limit=limit, cursor=cursor)
@@ -361,11 +362,12 @@ def list_plans(engine: Engine, limit: int, cursor: str | None) -> tuple[list[Pla
     return out, page.next_cursor
 
 
-def deprecate_version(engine: Engine, plan_id: str, version: int) -> PlanOut:
+def deprecate_version(engine: Engine, plan_id: str, version: int, *, clock: Clock) -> PlanOut:
+    now = clock.now_ms()
     with engine.begin() as conn:
         pv = load_version(conn, plan_id, version)
         if pv.deprecated_at is None:
             conn.execute(update(plan_versions).where((plan_versions.c.plan_id == plan_id)
-                                                     & (plan_versions.c.version == version)).values(deprecated_at=now_ms()))
+                                                     & (plan_versions.c.version == version)).values(deprecated_at=now))
         versions = _versions(conn, plan_id)
-    return _plan_out(next(p for p in versions if p.version == version), versions, now_ms())
+    return _plan_out(next(p for p in versions if p.version == version), versions, now)

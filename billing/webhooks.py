@@ -35,6 +35,7 @@ from msgspec import UNSET
 from sqlalchemy import Connection, Engine, insert, select, update
 
 from abaxus import __version__
+from abaxus.clock import Clock
 from abaxus.errors import Conflict, InvalidInput, NotFound
 from abaxus.ids import new_id
 from abaxus.logging import get_logger
@@ -49,7 +50,7 @@ from abaxus.settings import Settings
 from abaxus.store.metadata import is_postgres
 from abaxus.store.paging import fetch_page
 from abaxus.store.tables import outbox_events, webhook_attempts, webhook_deliveries, webhook_endpoints
-from abaxus.timefmt import format_ms, now_ms
+from abaxus.timefmt import format_ms
 
 __all__ = [
     "MAX_DELAY_S",
@@ -155,9 +156,9 @@ def _load_endpoint(conn: Connection, endpoint_id: str) -> dict[str, Any]:
     return dict(row)
 
 
-def create_endpoint(engine: Engine, body: WebhookEndpointCreate) -> WebhookEndpointOut:
+def create_endpoint(engine: Engine, body: WebhookEndpointCreate, *, clock: Clock) -> WebhookEndpointOut:
     """A new endpoint; its ``secret`` is in this answer only (it signs every delivery)."""
-    now = now_ms()
+    now = clock.now_ms()
     secret = _new_secret()
     row = {"id": new_id("whep"), "url": _check_url(body.url), "events": _encode_types.encode(_check_events(body.events)).decode(),
            "description": body.description, "secret": secret, "status": "enabled", "created_at": now, "updated_at": now,
@@ -184,7 +185,7 @@ def _check_enabled(row: dict[str, Any]) -> None:
         raise Conflict("WEBHOOK_ENDPOINT_DISABLED", "The endpoint is disabled; create a new one to receive events again.")
 
 
-def patch_endpoint(engine: Engine, endpoint_id: str, body: WebhookEndpointPatch) -> WebhookEndpointOut:
+def patch_endpoint(engine: Engine, endpoint_id: str, body: WebhookEndpointPatch, *, clock: Clock) -> WebhookEndpointOut:
     """Change the URL, event types or description; pending deliveries go to the new URL."""
     changes: dict[str, Any] = {}
     if body.url is not UNSET:
@@ -196,18 +197,18 @@ def patch_endpoint(engine: Engine, endpoint_id: str, body: WebhookEndpointPatch)
     with engine.begin() as conn:
         row = _load_endpoint(conn, endpoint_id)
         _check_enabled(row)
-        changes["updated_at"] = now_ms()
+        changes["updated_at"] = clock.now_ms()
         conn.execute(update(webhook_endpoints).where(webhook_endpoints.c.id == endpoint_id).values(**changes))
         row.update(changes)
     return endpoint_out(row)
 
 
-def disable_endpoint(engine: Engine, endpoint_id: str) -> WebhookEndpointOut:
+def disable_endpoint(engine: Engine, endpoint_id: str, *, clock: Clock) -> WebhookEndpointOut:
     """Stop sending to the endpoint for good; its pending deliveries become ``failed``. Repeatable."""
     with engine.begin() as conn:
         row = _load_endpoint(conn, endpoint_id)
         if row["status"] == "enabled":
-            now = now_ms()
+            now = clock.now_ms()
             conn.execute(update(webhook_endpoints).where(webhook_endpoints.c.id == endpoint_id)
                          .values(status="disabled", disabled_at=now, updated_at=now))
             d = webhook_deliveries.c
@@ -277,7 +278,7 @@ def redeliver(engine: Engine, settings: Settings, endpoint_id: str, delivery_id:
     A pending delivery's next attempt moves to now (its retry window unchanged); a succeeded
     or failed one gets exactly one more attempt.
     """
-    now = now_ms()
+    now = settings.clock.now_ms()
     with engine.begin() as conn:
         _check_enabled(_load_endpoint(conn, endpoint_id))
         row = _load_delivery(conn, endpoint_id, delivery_id)
@@ -305,6 +306,7 @@ class WebhookDispatcher:
 
     def __init__(self, engine: Engine, settings: Settings, *, workers: int = 4) -> None:
         self.engine = engine
+        self.clock = settings.clock  # dates every attempt; waking up to retry is paced in real time
         self.base_s = settings.webhook_retry_base_seconds
         self.window_ms = _window_ms(settings)
         self._postgres = is_postgres(engine)
@@ -380,7 +382,7 @@ class WebhookDispatcher:
         return len(jobs)
 
     def _claim(self, limit: int) -> list[dict[str, Any]]:
-        now = now_ms()
+        now = self.clock.now_ms()
         lease = now + LEASE_MS
         d = webhook_deliveries.c
         due = ((d.status == "pending") & (d.next_attempt_at <= now)
@@ -411,12 +413,13 @@ class WebhookDispatcher:
                 self._give_up(job, "the endpoint was disabled" if endpoint else "the endpoint no longer exists")
                 return
             body = job["payload"].encode("utf-8")
+            signed = sign(endpoint["secret"], body, self.clock.now_ms() // 1000)
             headers = {
-                "Content-Type": "application/json", "Abaxus-Signature": sign(endpoint["secret"], body, int(time.time())),
+                "Content-Type": "application/json", "Abaxus-Signature": signed,
                 "Abaxus-Event-Id": job["event_id"], "Abaxus-Event-Type": job["event_type"],
                 "Abaxus-Delivery-Id": job["id"], "Abaxus-Delivery-Attempt": str(attempt),
             }
-            at = now_ms()
+            at = self.clock.now_ms()
             started = time.monotonic()
             status: int | None = None
             error: str | None = None
@@ -443,7 +446,7 @@ class WebhookDispatcher:
 
     def _record(self, job: dict[str, Any], attempt: int, at: int, status: int | None, error: str | None,
                 duration_ms: int) -> None:
-        now = now_ms()
+        now = self.clock.now_ms()
         d = webhook_deliveries.c
         values: dict[str, Any] = {"attempt_count": attempt, "claimed_until": None, "last_status_code": status,
                                   "last_error": error}

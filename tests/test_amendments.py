@@ -1,22 +1,46 @@
 """Subscription amendments (§8) over the real app, dataflow and chDB: validation and conflicts,
-status, pauses cut out of billing, plan changes split a period, proration credits."""
+status, pauses cut out of billing, plan changes split a period, proration credits.
+
+The app runs on a ``ManualClock``: a test moves it past a pause, a cancellation or a period's
+end instead of sleeping, and makes April's history through the API by being in April. Events
+are sent once the clock has reached them (never more than a few seconds ahead), so the intake
+takes them whichever clock it checks their timestamps against.
+"""
 
 from __future__ import annotations
 
-import time
+import dataclasses
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import insert
 
-from abaxus.store.tables import amendments
+from abaxus.clock import ManualClock
+from abaxus.settings import Settings
+from abaxus.timefmt import to_ms
 from conftest import error_of
 from helpers import event
 from quickstart_bodies import JSON, PLAN_JSON, setup_quickstart_catalog
 
+T0 = datetime(2026, 4, 10, 9, 0, tzinfo=UTC)  # when each test starts: mid-April of the Quick Start's year
+
 
 def iso(dt: datetime) -> str:
     return dt.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def at(dt: datetime) -> int:
+    return to_ms(dt)
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(at(T0))
+
+
+@pytest.fixture
+def embedded_settings(embedded_settings: Settings, clock: ManualClock) -> Settings:
+    """The embedded app's settings on the test's clock."""
+    return dataclasses.replace(embedded_settings, clock=clock)
 
 
 def amend(client, sub_id: str, **body) -> dict:  # type: ignore[no-untyped-def, type-arg]
@@ -30,7 +54,7 @@ def live(app_client):  # type: ignore[no-untyped-def]
     """The Quick Start catalog with a subscription that started 40 days ago (so 'now' is mid-period)."""
     c = app_client
     setup_quickstart_catalog(c)
-    start = (datetime.now(UTC) - timedelta(days=40)).replace(microsecond=0)
+    start = T0 - timedelta(days=40)
     r = c.post("/v1/subscriptions", json={"customer_id": "cust_acme", "plan_id": "plan_growth", "start_date": iso(start)})
     assert r.status_code == 201
     return c, r.json()
@@ -92,9 +116,9 @@ def test_a_plan_change_moves_the_subscription_and_its_entitlements(live):
     assert c.get("/v1/entitlements/check", params=check).json()["granted"] is False  # a pause suspends entitlements
 
 
-def test_a_pause_cuts_its_interval_out_of_the_invoice(live):
+def test_a_pause_cuts_its_interval_out_of_the_invoice(live, clock):
     c, sub = live
-    t0 = datetime.now(UTC)
+    t0 = T0
     resume = t0 + timedelta(seconds=3)
     amend(c, sub["id"], type="pause", resume_date=iso(resume))
     events = [event("before", 500_000, iso(t0 - timedelta(hours=1)), customer="cust_acme"),
@@ -102,7 +126,8 @@ def test_a_pause_cuts_its_interval_out_of_the_invoice(live):
               event("after", 100_000, iso(resume + timedelta(seconds=1)), customer="cust_acme")]
     # The Quick Start subscription (from Apr 2026) is billable too, so the invoice names this one.
     assert c.post("/v1/events/backfill", json={"events": events}).status_code == 200
-    time.sleep(max(0.0, (resume + timedelta(seconds=2) - datetime.now(UTC)).total_seconds()))
+    clock.set(at(resume + timedelta(seconds=2)))
+    assert c.get(f"/v1/subscriptions/{sub['id']}").json()["status"] == "active"  # resumed
     r = c.post("/v1/invoices", json={"customer_id": "cust_acme", "subscription_id": sub["id"],
                                      "cutoff_date": iso(resume + timedelta(seconds=2))})
     assert r.status_code == 201, r.text
@@ -113,35 +138,31 @@ def test_a_pause_cuts_its_interval_out_of_the_invoice(live):
     assert sorted(e["idempotency_key"] for e in events_behind["data"]) == ["after", "before"]
 
 
-def test_a_prorated_plan_change_splits_the_period_and_credits_the_old_fee(app_client):
-    """The spec's example: 49.00 usd fee, period [Apr 1, May 1), change on Apr 21 → credit −1,633.
-
-    The API only takes present or future changes, so this April history is written into the
-    metadata store as the amendment row the API would have stored on Apr 21.
-    """
+def test_a_prorated_plan_change_splits_the_period_and_credits_the_old_fee(app_client, clock):
+    """The spec's example: 49.00 usd fee, period [Apr 1, May 1), change on Apr 21 → credit −1,633."""
     c = app_client
     sub = setup_quickstart_catalog(c)
+    early = [event(f"early-{i}", 1000, "2026-04-03T09:30:00Z") for i in range(1000)]
+    assert c.post("/v1/events/backfill", json={"events": early}).status_code == 200
     v2 = PLAN_JSON.replace(b'"amount": 49.00', b'"amount": 99.00')
     assert c.post("/v1/price-plans", content=v2, headers=JSON).json()["version"] == 2
-    changed_at = int(datetime(2026, 4, 21, tzinfo=UTC).timestamp() * 1000)
-    with c.app.state.services.engine.begin() as conn:
-        conn.execute(insert(amendments).values(
-            id="amd_april21", subscription_id=sub["id"], type="plan_change", effective="2026-04-21T00:00:00Z",
-            effective_at=changed_at, plan_id="plan_growth", plan_version=2, prorate=True, resume_date=None,
-            end_date=None, created_at=changed_at))
-    events = [event(f"early-{i}", 1000, "2026-04-03T09:30:00Z") for i in range(1000)]
-    events += [event(f"late-{i}", 1000, "2026-04-25T09:30:00Z") for i in range(200)]
-    for start in range(0, len(events), 1000):
-        assert c.post("/v1/events/backfill", json={"events": events[start:start + 1000]}).status_code == 200
+    clock.set(at(datetime(2026, 4, 21, tzinfo=UTC)))
+    change = amend(c, sub["id"], type="plan_change", plan_id="plan_growth", prorate=True)
+    assert (change["effective_at"], change["plan_version"], change["status"]) == ("2026-04-21T00:00:00Z", 2, "applied")
+    clock.set(at(datetime(2026, 4, 25, 9, 30, tzinfo=UTC)))
+    late = [event(f"late-{i}", 1000, "2026-04-25T09:30:00Z") for i in range(200)]
+    assert c.post("/v1/events/backfill", json={"events": late}).status_code == 200
+    clock.set(at(datetime(2026, 5, 1, 0, 5, tzinfo=UTC)))
     r = c.post("/v1/invoices", json={"customer_id": "cust_acme", "cutoff_date": "2026-04-30T23:59:59Z"})
     assert r.status_code == 201, r.text
     inv = r.json()
     lines = {li["charge_id"]: li for li in inv["line_items"]}
-    assert list(lines) == ["plan_growth:v1:chg_1", "plan_growth:v1:chg_2", "chg_1", "chg_2", "proration:amd_april21:chg_2"]
+    credit_id = f"proration:{change['id']}:chg_2"
+    assert list(lines) == ["plan_growth:v1:chg_1", "plan_growth:v1:chg_2", "chg_1", "chg_2", credit_id]
     assert (lines["plan_growth:v1:chg_1"]["quantity"], lines["plan_growth:v1:chg_1"]["amount"]) == (1_000_000, 9_000)
     assert (lines["chg_1"]["quantity"], lines["chg_1"]["amount"]) == (200_000, 1_000)
     assert (lines["plan_growth:v1:chg_2"]["amount"], lines["chg_2"]["amount"]) == (4_900, 9_900)
-    credit = lines["proration:amd_april21:chg_2"]
+    credit = lines[credit_id]
     assert (credit["pricing_model"], credit["quantity"], credit["amount"], credit["event_count"]) == (
         "proration_credit", 10, -1_633, 0)
     assert inv["total_amount"] == 9_000 + 4_900 + 1_000 + 9_900 - 1_633
@@ -153,13 +174,14 @@ def test_a_prorated_plan_change_splits_the_period_and_credits_the_old_fee(app_cl
     assert c.post(f"/v1/invoices/{inv['id']}/archive", json={"reason": "re-issue"}).status_code == 200
     again = c.post("/v1/invoices", json={"customer_id": "cust_acme", "cutoff_date": "2026-04-30T23:59:59Z"}).json()
     assert again["total_amount"] == inv["total_amount"]
+    clock.set(at(datetime(2026, 6, 1, 0, 5, tzinfo=UTC)))
     may = c.post("/v1/invoices", json={"customer_id": "cust_acme", "cutoff_date": "2026-05-31T23:59:59Z"}).json()
     assert [li["charge_id"] for li in may["line_items"]] == ["chg_1", "chg_2"]
 
 
-def test_billing_stops_at_a_cancellation_and_an_end_date_can_move(live):
+def test_billing_stops_at_a_cancellation_and_an_end_date_can_move(live, clock):
     c, sub = live
-    t0 = datetime.now(UTC)
+    t0 = T0
     path = f"/v1/subscriptions/{sub['id']}/amendments"
     assert error_of(c.post(path, json={"type": "end_date_change", "end_date": iso(t0 - timedelta(days=1))})) == (
         422, "INVALID_DATE_RANGE", "end_date")
@@ -167,10 +189,11 @@ def test_billing_stops_at_a_cancellation_and_an_end_date_can_move(live):
     assert c.get(f"/v1/subscriptions/{sub['id']}").json()["end_date"] == moved["end_date"]
     cancel = amend(c, sub["id"], type="cancel")
     stop = datetime.fromisoformat(cancel["effective_at"].replace("Z", "+00:00"))
+    assert stop == T0  # immediate: the clock's instant
     events = [event("before-cancel", 300_000, iso(stop - timedelta(minutes=5))),
               event("after-cancel", 900_000, iso(stop + timedelta(seconds=1)))]
     assert c.post("/v1/events/backfill", json={"events": events}).status_code == 200
-    time.sleep(max(0.0, (stop + timedelta(seconds=2) - datetime.now(UTC)).total_seconds()))
+    clock.advance(2000)
     assert c.get(f"/v1/subscriptions/{sub['id']}").json()["status"] == "cancelled"
     r = c.post("/v1/invoices", json={"customer_id": "cust_acme", "subscription_id": sub["id"],
                                      "cutoff_date": iso(stop + timedelta(seconds=2))})

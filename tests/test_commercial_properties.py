@@ -37,6 +37,7 @@ from abaxus.billing.commercial import (
 )
 from abaxus.billing.credits import create_grant, record_drawdown, usable_grants
 from abaxus.billing.customers import create_customer
+from abaxus.clock import ManualClock
 from abaxus.money import exponent
 from abaxus.schemas.catalog import CustomerCreate
 from abaxus.schemas.commercial import CreditGrantCreate
@@ -205,10 +206,11 @@ def test_concurrent_invoices_of_one_customer_never_overdraw_a_grant_in_the_store
     """Each thread is one issuing transaction as ``Invoicing`` runs it: lock the customer's grants,
     work out the credit lines on what they hold then, record the drawdown."""
     customer_id = f"cust_p{next(_customers)}"
-    create_customer(store, CustomerCreate(id=customer_id, name="P"))
+    clock = ManualClock(1_767_225_600_000)  # 2026-01-01: each grant in effect, none expired
+    create_customer(store, CustomerCreate(id=customer_id, name="P"), clock=clock)
     made = [create_grant(store, customer_id, CreditGrantCreate(
         amount=a, currency="usd", priority=p, effective_at="2026-01-01T00:00:00Z",
-        expires_at=None if days is None else f"2026-{4 + days // 31:02d}-{1 + days % 28:02d}T00:00:00Z"))
+        expires_at=None if days is None else f"2026-{4 + days // 31:02d}-{1 + days % 28:02d}T00:00:00Z"), clock=clock)
         for a, p, days in amounts]
     drawn: list[dict[str, int]] = []
     errors: list[BaseException] = []

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import event, select, update
+from sqlalchemy import event, select
 
 from abaxus.billing.idempotency import CLAIM_ATTEMPTS, STALE_CLAIM_MS, claim
+from abaxus.clock import ManualClock, SystemClock
 from abaxus.errors import Conflict
 from abaxus.store.tables import idempotency_records
-from abaxus.timefmt import now_ms
 from conftest import error_of, make_key
 from quickstart_bodies import JSON, METRIC, PLAN_JSON
 
@@ -62,15 +62,16 @@ def test_an_oversized_key_is_invalid(client):
 def test_a_claim_abandoned_by_a_dead_request_is_taken_over(client):
     """A process that died mid-request leaves its claim 'running'; after two minutes it is reclaimed."""
     engine = client.app.state.services.engine
-    assert claim(engine, "key_dead", "k1", "fp") is None
-    with pytest.raises(Conflict) as running:
-        claim(engine, "key_dead", "k1", "fp")
+    clock = ManualClock(1_800_000_000_000)
+    assert claim(engine, "key_dead", "k1", "fp", clock=clock) is None
+    clock.advance(STALE_CLAIM_MS)
+    with pytest.raises(Conflict) as running:  # two minutes on, not yet stale
+        claim(engine, "key_dead", "k1", "fp", clock=clock)
     assert running.value.code == "IDEMPOTENCY_KEY_IN_USE"
-    with engine.begin() as conn:
-        conn.execute(update(idempotency_records).values(created_at=now_ms() - STALE_CLAIM_MS - 1000))
-    assert claim(engine, "key_dead", "k1", "fp") is None  # taken over: this request runs
+    clock.advance(1)
+    assert claim(engine, "key_dead", "k1", "fp", clock=clock) is None  # taken over: this request runs
     with pytest.raises(Conflict):  # and it is now the live claim
-        claim(engine, "key_dead", "k1", "fp")
+        claim(engine, "key_dead", "k1", "fp", clock=clock)
 
 
 def _competing_request(engine, release_times: int):
@@ -98,7 +99,7 @@ def test_a_claim_released_under_it_is_tried_again_and_wins(client):
     engine = client.app.state.services.engine
     state, stop = _competing_request(engine, release_times=1)
     try:
-        assert claim(engine, "key_race", "k", "fp") is None
+        assert claim(engine, "key_race", "k", "fp", clock=SystemClock()) is None
     finally:
         stop()
     assert state == {"inserts": 1, "releases": 1}
@@ -114,7 +115,7 @@ def test_a_key_released_under_every_claim_gives_up_after_a_few_tries_as_in_use(c
     state, stop = _competing_request(engine, release_times=10_000)
     try:
         with pytest.raises(Conflict) as refused:
-            claim(engine, "key_race", "k", "fp")
+            claim(engine, "key_race", "k", "fp", clock=SystemClock())
     finally:
         stop()
     assert (refused.value.code, refused.value.status) == ("IDEMPOTENCY_KEY_IN_USE", 409)

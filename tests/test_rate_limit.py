@@ -19,6 +19,7 @@ from litestar.testing import TestClient
 
 from abaxus.api.app import create_app
 from abaxus.api.auth import RateDecision, RateLimiter
+from abaxus.clock import ManualClock
 from abaxus.settings import Settings, SettingsError
 from conftest import ADMIN_KEY, error_of
 from server_process import ServerProcess
@@ -51,7 +52,10 @@ def redis_prefix() -> Iterator[str]:
 
 
 def _wait_for_a_fresh_window(needed_s: float) -> None:
-    """Start in a minute with ``needed_s`` left, so the counts under test share one window."""
+    """Start in a minute with ``needed_s`` left, so the counts under test share one window.
+
+    Only for server processes, which run on the wall clock; in-process limiters take a ``ManualClock``.
+    """
     left = 60 - time.time() % 60
     if left < needed_s:
         time.sleep(left + 0.05)
@@ -63,20 +67,25 @@ def _unused_port() -> int:
         return int(s.getsockname()[1])
 
 
+MINUTE_START_MS = 1_800_000_000_000  # 2027-01-15T08:00:00Z, the start of a clock minute
+
+
 def test_limiters_sharing_a_redis_storage_count_one_limit_per_key(redis_prefix: str):
-    _wait_for_a_fresh_window(5)
-    a = RateLimiter(3, REDIS_URL, key_prefix=redis_prefix)
-    b = RateLimiter(3, REDIS_URL, key_prefix=redis_prefix)
+    clock = ManualClock(MINUTE_START_MS)  # the replicas' shared clock: both count in the same window
+    a = RateLimiter(3, REDIS_URL, key_prefix=redis_prefix, clock=clock)
+    b = RateLimiter(3, REDIS_URL, key_prefix=redis_prefix, clock=clock)
     seen = [a.hit("key_1"), b.hit("key_1"), a.hit("key_1"), b.hit("key_1"), a.hit("key_2")]
-    reset = (int(time.time()) // 60 + 1) * 60
+    reset = MINUTE_START_MS // 1000 + 60
     assert seen == [RateDecision(True, 2, reset), RateDecision(True, 1, reset), RateDecision(True, 0, reset),
                     RateDecision(False, 0, reset), RateDecision(True, 2, reset)]
+    clock.advance(60_000)  # the next minute counts afresh
+    assert b.hit("key_1") == RateDecision(True, 2, reset + 60)
 
 
 def test_memory_limiters_count_each_on_its_own():
-    _wait_for_a_fresh_window(5)
-    a, b = RateLimiter(1), RateLimiter(1)
-    reset = (int(time.time()) // 60 + 1) * 60
+    clock = ManualClock(MINUTE_START_MS + 59_000)  # a second before the minute ends: still one window
+    a, b = RateLimiter(1, clock=clock), RateLimiter(1, clock=clock)
+    reset = MINUTE_START_MS // 1000 + 60
     assert [a.hit("key_1"), b.hit("key_1"), a.hit("key_1")] == [
         RateDecision(True, 0, reset), RateDecision(True, 0, reset), RateDecision(False, 0, reset)]
 

@@ -39,6 +39,8 @@ from abaxus.api.dashboard._session import (
     signin_token_ok,
     well_formed_key,
 )
+from abaxus.api.state import services_of
+from abaxus.timefmt import ms_to_datetime
 
 __all__ = ["BASE", "HANDLERS", "not_found_page"]
 
@@ -137,8 +139,9 @@ def _redirect(path: str, done: str | None = None) -> Response[Any]:
     return Redirect(path + (f"?done={done}" if done else ""), status_code=303)
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
+def _now(request: Request[Any, Any, Any]) -> datetime:
+    """The app's clock (its settings'), so a page's "this month" is the API's."""
+    return ms_to_datetime(services_of(request.app.state).settings.clock.now_ms())
 
 
 def _iso(dt: datetime) -> str:
@@ -253,7 +256,7 @@ async def overview(request: Request[Any, Any, Any]) -> Response[Any]:
     async def build(ctx: Ctx) -> Response[Any]:
         rate, prom = await asyncio.gather(ctx.api.get("/v1/usage/ingestion", minutes=60), ctx.api.text("/metrics"))
         counters = _prometheus(prom)
-        now = _now()
+        now = _now(request)
         month_start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
         invoices, truncated = await _invoices_since(ctx.api, month_start)
         totals: dict[str, int] = {}
@@ -364,7 +367,7 @@ async def customer(request: Request[Any, Any, Any], customer_id: str) -> Respons
         subscriptions = subs["data"]
         amendments = await asyncio.gather(*(ctx.api.get(f"/v1/subscriptions/{s['id']}/amendments", limit=100)
                                             for s in subscriptions))
-        now = _now()
+        now = _now(request)
         live = [s for s in subscriptions if s["status"] in ("active", "paused")][:5]
         estimates = [await _estimate(ctx.api, customer_id, s, _iso(now)) for s in live]
         starts = [_parse(e["calc"]["period_start"]) for e in estimates if e["calc"]]

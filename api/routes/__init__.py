@@ -22,9 +22,9 @@ __all__ = ["Paging", "page", "paging", "run", "typed"]
 T = TypeVar("T")
 
 
-async def run(fn: Callable[..., T], *args: Any) -> T:
+async def run(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Run a blocking store call on a worker thread, off the event loop."""
-    return await anyio.to_thread.run_sync(partial(fn, *args))
+    return await anyio.to_thread.run_sync(partial(fn, *args, **kwargs))
 
 
 class Paging(msgspec.Struct, frozen=True):

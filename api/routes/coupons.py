@@ -10,6 +10,7 @@ from abaxus.api.routes import Paging, page, run, typed
 from abaxus.billing.coupons import attach_discount, create_coupon, get_coupon, list_coupons, list_discounts
 from abaxus.schemas.commercial import CouponCreate, CouponOut, DiscountCreate, DiscountOut
 from abaxus.schemas.responses import page_of
+from abaxus.settings import Settings
 
 __all__ = ["ROUTES"]
 
@@ -19,8 +20,8 @@ DiscountPage = page_of(DiscountOut)
 
 @post("/v1/coupons", tags=["coupons"], dto=StrictBody[CouponCreate], return_dto=None,
       responses=errors(400, 409, 413, 415))
-async def create(data: CouponCreate, engine: Engine) -> Response[CouponOut]:
-    return typed(await run(create_coupon, engine, data), CouponOut, 201)
+async def create(data: CouponCreate, engine: Engine, settings: Settings) -> Response[CouponOut]:
+    return typed(await run(create_coupon, engine, data, clock=settings.clock), CouponOut, 201)
 
 
 @get("/v1/coupons", tags=["coupons"], responses=errors())
@@ -35,8 +36,8 @@ async def get_one(coupon_id: str, engine: Engine) -> Response[CouponOut]:
 
 @post("/v1/subscriptions/{subscription_id:str}/discounts", tags=["coupons"], dto=StrictBody[DiscountCreate],
       return_dto=None, responses=errors(400, 404, 409, 413, 415))
-async def attach(subscription_id: str, data: DiscountCreate, engine: Engine) -> Response[DiscountOut]:
-    return typed(await run(attach_discount, engine, subscription_id, data), DiscountOut, 201)
+async def attach(subscription_id: str, data: DiscountCreate, engine: Engine, settings: Settings) -> Response[DiscountOut]:
+    return typed(await run(attach_discount, engine, subscription_id, data, clock=settings.clock), DiscountOut, 201)
 
 
 @get("/v1/subscriptions/{subscription_id:str}/discounts", tags=["coupons"], responses=errors(404))

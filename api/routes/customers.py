@@ -11,6 +11,7 @@ from abaxus.billing.customers import create_customer, get_customer, list_custome
 from abaxus.pipeline.service import Ingestion
 from abaxus.schemas.catalog import CustomerCreate, CustomerOut, CustomerPatch
 from abaxus.schemas.responses import page_of
+from abaxus.settings import Settings
 
 __all__ = ["ROUTES"]
 
@@ -19,16 +20,16 @@ CustomerPage = page_of(CustomerOut)
 
 @post("/v1/customers", tags=["customers"], dto=StrictBody[CustomerCreate], return_dto=None,
       responses=errors(400, 409, 413, 415))
-async def create(data: CustomerCreate, engine: Engine, ingestion: Ingestion) -> Response[CustomerOut]:
-    out = await run(create_customer, engine, data)
+async def create(data: CustomerCreate, engine: Engine, ingestion: Ingestion, settings: Settings) -> Response[CustomerOut]:
+    out = await run(create_customer, engine, data, clock=settings.clock)
     ingestion.catalog_changed()
     return typed(out, CustomerOut, 201)
 
 
 @patch("/v1/customers/{customer_id:str}", tags=["customers"], dto=StrictBody[CustomerPatch], return_dto=None,
        responses=errors(400, 404, 409, 413, 415))
-async def update(customer_id: str, data: CustomerPatch, engine: Engine) -> Response[CustomerOut]:
-    return typed(await run(patch_customer, engine, customer_id, data), CustomerOut)
+async def update(customer_id: str, data: CustomerPatch, engine: Engine, settings: Settings) -> Response[CustomerOut]:
+    return typed(await run(patch_customer, engine, customer_id, data, clock=settings.clock), CustomerOut)
 
 
 @get("/v1/customers", tags=["customers"], responses=errors())

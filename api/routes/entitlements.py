@@ -14,8 +14,8 @@ from abaxus.billing.entitlements import UsageSince, live_sources, resolve, resol
 from abaxus.billing.usage import summary_rows
 from abaxus.pipeline.service import Ingestion
 from abaxus.schemas.responses import EntitlementCheck, Entitlements
+from abaxus.settings import Settings
 from abaxus.store.usage import UsageStore
-from abaxus.timefmt import now_ms
 
 __all__ = ["ROUTES"]
 
@@ -34,8 +34,8 @@ def _usage_since(ingestion: Ingestion, usage: UsageStore, customer_id: str) -> U
 
 @get("/v1/entitlements", tags=["entitlements"], responses=errors())
 async def list_entitlements(customer_id: str, engine: Engine, ingestion: Ingestion,
-                            usage: UsageStore) -> Response[Entitlements]:
-    now = now_ms()
+                            usage: UsageStore, settings: Settings) -> Response[Entitlements]:
+    now = settings.clock.now_ms()
 
     def work() -> Entitlements:
         found = resolve(customer_id, live_sources(engine, customer_id, now), _usage_since(ingestion, usage, customer_id), now)
@@ -46,8 +46,8 @@ async def list_entitlements(customer_id: str, engine: Engine, ingestion: Ingesti
 
 @get("/v1/entitlements/check", tags=["entitlements"], responses=errors())
 async def check_entitlement(customer_id: str, feature_key: str, engine: Engine, ingestion: Ingestion,
-                            usage: UsageStore) -> Response[EntitlementCheck]:
-    now = now_ms()
+                            usage: UsageStore, settings: Settings) -> Response[EntitlementCheck]:
+    now = settings.clock.now_ms()
 
     def work() -> EntitlementCheck:
         sources = live_sources(engine, customer_id, now).get(feature_key, [])

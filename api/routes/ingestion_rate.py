@@ -16,8 +16,9 @@ from litestar.params import Parameter
 from abaxus.api.contract import errors
 from abaxus.api.routes import run, typed
 from abaxus.schemas.responses import Out
+from abaxus.settings import Settings
 from abaxus.store.usage import UsageStore
-from abaxus.timefmt import format_ms, now_ms
+from abaxus.timefmt import format_ms
 
 __all__ = ["ROUTES", "IngestionMinute", "IngestionRate"]
 
@@ -45,11 +46,11 @@ def _counts(usage: UsageStore, start: int, end: int) -> dict[int, int]:
 
 
 @get("/v1/usage/ingestion", tags=["usage"], responses=errors())
-async def ingestion_rate(usage: UsageStore, minutes: Annotated[int, Parameter(
+async def ingestion_rate(usage: UsageStore, settings: Settings, minutes: Annotated[int, Parameter(
         ge=1, le=1440, description="How many whole minutes, ending with the current one (1–1440).")] = 60,
 ) -> Response[IngestionRate]:
     """Events that reached the usage store per minute, oldest minute first, every minute listed (0 when none)."""
-    end = now_ms() // MINUTE_MS * MINUTE_MS + MINUTE_MS
+    end = settings.clock.now_ms() // MINUTE_MS * MINUTE_MS + MINUTE_MS
     start = end - minutes * MINUTE_MS
     counts = await run(_counts, usage, start, end)
     data = [{"minute": format_ms(m), "event_count": counts.get(m, 0)} for m in range(start, end, MINUTE_MS)]

@@ -13,6 +13,7 @@ from abaxus.billing.metrics import create_metric, deactivate_metric, get_metric,
 from abaxus.pipeline.service import Ingestion
 from abaxus.schemas.catalog import MetricCreate, MetricOut
 from abaxus.schemas.responses import page_of
+from abaxus.settings import Settings
 
 __all__ = ["ROUTES"]
 
@@ -21,15 +22,15 @@ MetricPage = page_of(MetricOut)
 
 @post("/v1/metrics", tags=["metrics"], dto=StrictBody[MetricCreate], return_dto=None,
       responses=errors(400, 409, 413, 415))
-async def create(data: MetricCreate, engine: Engine, ingestion: Ingestion) -> Response[MetricOut]:
-    out = await run(create_metric, engine, data)
+async def create(data: MetricCreate, engine: Engine, ingestion: Ingestion, settings: Settings) -> Response[MetricOut]:
+    out = await run(create_metric, engine, data, clock=settings.clock)
     ingestion.catalog_changed()
     return typed(out, MetricOut, 201)
 
 
 @post("/v1/metrics/{key:str}/deactivate", tags=["metrics"], status_code=200, responses=errors(404))
-async def deactivate(key: str, engine: Engine, ingestion: Ingestion) -> Response[MetricOut]:
-    out = await run(deactivate_metric, engine, key)
+async def deactivate(key: str, engine: Engine, ingestion: Ingestion, settings: Settings) -> Response[MetricOut]:
+    out = await run(deactivate_metric, engine, key, clock=settings.clock)
     ingestion.catalog_changed()
     return typed(out, MetricOut)
 

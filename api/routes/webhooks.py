@@ -34,9 +34,9 @@ ONE = "/v1/webhook-endpoints/{endpoint_id:str}"
 
 @post("/v1/webhook-endpoints", tags=["webhooks"], dto=StrictBody[WebhookEndpointCreate], return_dto=None,
       responses=errors(*BODY))
-async def create(data: WebhookEndpointCreate, engine: Engine) -> Response[WebhookEndpointOut]:
+async def create(data: WebhookEndpointCreate, engine: Engine, settings: Settings) -> Response[WebhookEndpointOut]:
     """The new endpoint with its signing ``secret``, shown in this answer only."""
-    return typed(await run(create_endpoint, engine, data), WebhookEndpointOut, 201)
+    return typed(await run(create_endpoint, engine, data, clock=settings.clock), WebhookEndpointOut, 201)
 
 
 @get("/v1/webhook-endpoints", tags=["webhooks"], responses=errors())
@@ -50,14 +50,15 @@ async def get_one(endpoint_id: str, engine: Engine) -> Response[WebhookEndpointO
 
 
 @patch(ONE, tags=["webhooks"], dto=StrictBody[WebhookEndpointPatch], return_dto=None, responses=errors(*BODY, 404))
-async def update(endpoint_id: str, data: WebhookEndpointPatch, engine: Engine) -> Response[WebhookEndpointOut]:
-    return typed(await run(patch_endpoint, engine, endpoint_id, data), WebhookEndpointOut)
+async def update(endpoint_id: str, data: WebhookEndpointPatch, engine: Engine,
+                 settings: Settings) -> Response[WebhookEndpointOut]:
+    return typed(await run(patch_endpoint, engine, endpoint_id, data, clock=settings.clock), WebhookEndpointOut)
 
 
 @delete(ONE, tags=["webhooks"], status_code=200, responses=errors(404))
-async def disable(endpoint_id: str, engine: Engine) -> Response[WebhookEndpointOut]:
+async def disable(endpoint_id: str, engine: Engine, settings: Settings) -> Response[WebhookEndpointOut]:
     """Disable the endpoint for good; its pending deliveries become ``failed``."""
-    return typed(await run(disable_endpoint, engine, endpoint_id), WebhookEndpointOut)
+    return typed(await run(disable_endpoint, engine, endpoint_id, clock=settings.clock), WebhookEndpointOut)
 
 
 @get(ONE + "/deliveries", tags=["webhooks"], responses=errors(404))
