@@ -44,7 +44,7 @@ from abaxus.api.routes import (
 )
 from abaxus.api.state import Services, dependencies
 from abaxus.billing.alerts import AlertEvaluator
-from abaxus.billing.api_keys import any_keys, create_key
+from abaxus.billing.api_keys import any_keys, authenticate, create_key
 from abaxus.billing.invoices import Invoicing
 from abaxus.billing.jobs import BulkInvoicing
 from abaxus.billing.payments import Payments
@@ -54,9 +54,11 @@ from abaxus.pipeline.kafka_ingestion import KafkaIngestion
 from abaxus.pipeline.service import EmbeddedIngestion, Ingestion
 from abaxus.settings import Settings
 from abaxus.store.metadata import migrate, open_engine
+from abaxus.store.usage import data_path
+from abaxus.store.usage_front import UsageFront
 from abaxus.telemetry import Telemetry
 
-__all__ = ["create_app", "open_metadata", "open_services"]
+__all__ = ["create_app", "open_metadata", "open_services", "usage_front"]
 
 log = get_logger("abaxus.app")
 
@@ -87,8 +89,25 @@ def open_services(settings: Settings, engine: Engine, telemetry: Telemetry) -> S
                     payments=Payments(engine, settings))
 
 
-def _lifespan(settings: Settings, engine: Engine,
-              telemetry: Telemetry) -> Callable[[Litestar], AbstractAsyncContextManager[None]]:
+def usage_front(settings: Settings, engine: Engine) -> UsageFront | None:
+    """The ClickHouse HTTP front on this process's chDB (None with a ClickHouse server, or ABAXUS_USAGE_PORT=off).
+
+    Analysts get in with an API key of read or admin scope as the password; API replicas
+    with user ``abaxus`` and ABAXUS_USAGE_PASSWORD.
+    """
+    if settings.clickhouse_url or settings.usage_port is None:
+        return None
+
+    def may_read(secret: str) -> bool:
+        key = authenticate(engine, secret)
+        return key is not None and key.scope in ("read", "admin")
+
+    return UsageFront(data_path(settings), host=settings.usage_host, port=settings.usage_port,
+                      usage_password=settings.usage_password, authenticate=may_read)
+
+
+def _lifespan(settings: Settings, engine: Engine, telemetry: Telemetry,
+              with_usage_front: bool) -> Callable[[Litestar], AbstractAsyncContextManager[None]]:
     """Open every part at start-up and start the dataflow and interrupted bulk runs; close all at shutdown."""
 
     @asynccontextmanager
@@ -102,12 +121,17 @@ def _lifespan(settings: Settings, engine: Engine,
         # Outbound webhooks and alerts run beside the API, never inside a request.
         background: list[WebhookDispatcher | AlertEvaluator] = [
             WebhookDispatcher(engine, settings), AlertEvaluator(engine, services.usage, services.ingestion.metrics, settings)]
+        front = usage_front(settings, engine) if with_usage_front else None
         try:
             services.start()
             for worker in background:
                 worker.start()
+            if front is not None:
+                front.start()
             yield
         finally:
+            if front is not None:
+                front.stop()
             for worker in background:
                 worker.stop()
             services.close()
@@ -115,8 +139,12 @@ def _lifespan(settings: Settings, engine: Engine,
     return lifespan
 
 
-def create_app(settings: Settings | None = None) -> Litestar:
-    """The app for ``settings`` (default: from the environment); nothing is opened until its lifespan starts."""
+def create_app(settings: Settings | None = None, *, with_usage_front: bool = False) -> Litestar:
+    """The app for ``settings`` (default: from the environment); nothing is opened until its lifespan starts.
+
+    ``with_usage_front``: also serve the usage front (``abaxus serve`` does; tests and the
+    Quick Start, which run many apps, do not).
+    """
     settings = settings or Settings.from_env()
     configure_logging(settings.log_format)
     # Built now for the middleware; the engine connects (and the schema is migrated) at start-up.
@@ -134,7 +162,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         exception_handlers=EXCEPTION_HANDLERS,
         openapi_config=openapi_config(__version__),
         plugins=[JsonNumberSchema()],
-        lifespan=[_lifespan(settings, engine, telemetry)],
+        lifespan=[_lifespan(settings, engine, telemetry, with_usage_front)],
         request_max_body_size=6_000_000,
         debug=False,
     )

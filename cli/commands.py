@@ -3,19 +3,26 @@
 from __future__ import annotations
 
 import gc
+import signal
 import tempfile
+import threading
+from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
+import clickhouse_connect
+import httpx
 import typer
 import uvicorn
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 from rich.table import Table
 
-from abaxus.api.app import create_app, open_metadata
+from abaxus.api.app import create_app, open_metadata, usage_front
 from abaxus.billing.api_keys import any_keys, create_key
 from abaxus.cli.quickstart import run_quickstart
 from abaxus.logging import configure_logging
+from abaxus.pipeline.worker import Worker, wait_until_stopped
 from abaxus.settings import Settings, SettingsError
 from abaxus.store.usage import UsageStore, open_usage_client
 
@@ -37,26 +44,88 @@ def _settings() -> Settings:
         raise typer.Exit(2) from None
 
 
+class Role(StrEnum):
+    all = "all"
+    api = "api"
+    worker = "worker"
+
+
 @app.command()
 def serve(host: str = typer.Option(None, help="Listen address (default ABAXUS_HOST or 127.0.0.1)."),
-          port: int = typer.Option(None, help="Port (default ABAXUS_PORT or 8080).")) -> None:
-    """Run the API and the ingestion dataflow in one process (embedded by default)."""
+          port: int = typer.Option(None, help="Port (default ABAXUS_PORT or 8080)."),
+          role: Role = typer.Option(Role.all, help="all: everything in one process (embedded). api: the HTTP API, "
+                                    "events produced to Kafka. worker: the dataflow from Kafka into the usage store."),
+          workers: int = typer.Option(1, "--workers", "-w", min=1, help="worker role: Bytewax workers in this process."),
+          process_id: int | None = typer.Option(None, "--process-id", "-i", help="worker role: this process's index "
+                                                "in a multi-process Bytewax cluster (needs --addresses)."),
+          addresses: str | None = typer.Option(None, "--addresses", "-a", help="worker role: host:port of every "
+                                               "process of the cluster, separated by ';' (needs a ClickHouse server).")) -> None:
+    """Run Abaxus: by default the API and the ingestion dataflow in one process (embedded)."""
     settings = _settings()
     settings = settings.with_(host=host or settings.host, port=port or settings.port)
     configure_logging(settings.log_format)
+    problem = _role_problem(settings, role, addresses)
+    if problem:
+        console.print(f"[red]Configuration error:[/red] {problem}")
+        raise typer.Exit(2)
+    if role is Role.worker:
+        _serve_worker(settings, workers, process_id, addresses.split(";") if addresses else None)
+        return
     engine = open_metadata(settings)  # migrated, bootstrap key created: the app's start finds it so
     keyless = not any_keys(engine)
     engine.dispose()
-    console.print(f"Abaxus listening on [bold]http://{settings.host}:{settings.port}[/bold] "
+    console.print(f"Abaxus {'API replica' if role is Role.api else ''} listening on "
+                  f"[bold]http://{settings.host}:{settings.port}[/bold] "
                   f"(data in {settings.data_dir.resolve()}; API docs at /schema/swagger)")
     if keyless:
         console.print("No API key yet: in another shell run [bold]abaxus api-keys create --name admin[/bold] "
                       "(with the server stopped when embedded), or start with ABAXUS_BOOTSTRAP_KEY set.")
-    api = create_app(settings)
+    api = create_app(settings, with_usage_front=role is Role.all)
     api.on_startup.append(_tune_gc)  # after the lifespan opened the stores: their objects are frozen too
     # One worker: in embedded mode chDB lets only one process own the data directory.
     uvicorn.run(api, host=settings.host, port=settings.port, workers=1, log_level="warning",
                 timeout_graceful_shutdown=10)
+
+
+def _role_problem(settings: Settings, role: Role, addresses: str | None) -> str | None:
+    """Why this role cannot run with these settings (each answer says what to set), else None."""
+    if role is Role.all and settings.kafka_brokers:
+        return ("ABAXUS_KAFKA_BROKERS is set: run the split topology, 'abaxus serve --role api' (any number) and "
+                "'abaxus serve --role worker', or unset it to run everything in one process.")
+    if role is not Role.all and not settings.kafka_brokers:
+        return f"--role {role.value} needs ABAXUS_KAFKA_BROKERS (host:port of the Kafka brokers)."
+    if role is Role.api and not settings.clickhouse_url:
+        return ("--role api reads the usage store over HTTP: set ABAXUS_CLICKHOUSE_URL to the ClickHouse server, or to "
+                "the worker's usage front (http://abaxus:<ABAXUS_USAGE_PASSWORD>@<worker host>:<ABAXUS_USAGE_PORT>).")
+    if addresses and not settings.clickhouse_url:
+        return ("a multi-process worker cluster (--addresses) needs a ClickHouse server (ABAXUS_CLICKHOUSE_URL): "
+                "only one process may own an embedded chDB directory; use --workers for more workers in one process.")
+    return None
+
+
+def _serve_worker(settings: Settings, workers: int, process_id: int | None, addresses: list[str] | None) -> None:
+    """The dataflow from Kafka; embedded, also the usage front through which API replicas and analysts reach chDB."""
+    usage = UsageStore(settings)
+    engine = open_metadata(settings)  # read keys authenticate analysts at the usage front
+    front = usage_front(settings, engine)
+    if front is not None:
+        front.start()
+    worker = Worker(settings, usage, workers=workers, process_id=process_id, addresses=addresses)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    worker.start()
+    console.print(f"Abaxus worker: {workers} dataflow worker(s) on topic {settings.kafka_topic} "
+                  f"({worker.partitions} partitions); health and metrics on "
+                  f"[bold]http://{settings.host}:{worker.health_port}[/bold]")
+    try:
+        wait_until_stopped(stop, worker)
+    finally:
+        worker.stop()
+        if front is not None:
+            front.stop()
+        usage.close()
+        engine.dispose()
 
 
 def _tune_gc() -> None:
@@ -106,20 +175,25 @@ def create_api_key(name: str = typer.Option(..., "--name", help="A label for the
 
 
 @app.command()
-def sql(query: str = typer.Argument(..., help="One read-only SELECT, WITH, SHOW or DESCRIBE statement.")) -> None:
-    """Query the usage store read-only (embedded: with the server stopped)."""
+def sql(query: str = typer.Argument(..., help="One read-only SELECT, WITH, SHOW or DESCRIBE statement."),
+        key: str | None = typer.Option(None, "--key", envvar="ABAXUS_API_KEY",
+                                       help="A read key: query a running server through its usage front.")) -> None:
+    """Query the usage store read-only: a ClickHouse server, a running Abaxus's usage front, or a stopped one's chDB."""
     first = query.lstrip().split(None, 1)[0].upper() if query.strip() else ""
     if first not in ("SELECT", "WITH", "SHOW", "DESCRIBE", "DESC", "EXPLAIN"):
         console.print("[red]Only one read-only SELECT, WITH, SHOW or DESCRIBE statement is allowed.[/red]")
         raise typer.Exit(2)
+    settings = _settings()
     try:
-        client = open_usage_client(_settings())
+        client, through_front = _sql_client(settings, key)
     except Exception as exc:  # noqa: BLE001 - any failure to open is reported, with the likely cause
         console.print(f"[red]Cannot open the usage store:[/red] {exc}\n"
-                      "Embedded, one process owns the data directory: stop 'abaxus serve' first.")
+                      "Embedded, one process owns the data directory: query a running server through its usage front "
+                      "(ABAXUS_USAGE_PORT, with --key and a read key), or stop it first.")
         raise typer.Exit(1) from None
     try:
-        result = client.query(query, settings={"readonly": 1})
+        # The front runs an analyst's query read-only itself (and refuses a settings change).
+        result = client.query(query) if through_front else client.query(query, settings={"readonly": 1})
     except Exception as exc:  # noqa: BLE001 - the engine's error is the answer to a bad query
         console.print(f"[red]Query failed:[/red] {exc}")
         raise typer.Exit(1) from None
@@ -129,6 +203,28 @@ def sql(query: str = typer.Argument(..., help="One read-only SELECT, WITH, SHOW 
     for row in result.result_rows:
         table.add_row(*[str(v) for v in row])
     console.print(table)
+
+
+def _sql_client(settings: Settings, key: str | None) -> tuple[Any, bool]:
+    """The server's client, else the running front's (if one answers), else the embedded chDB's."""
+    if settings.clickhouse_url or settings.usage_port is None:
+        return open_usage_client(settings), False
+    try:
+        answered = httpx.get(f"http://{settings.usage_host}:{settings.usage_port}/ping", timeout=1.0).text == "Ok.\n"
+    except httpx.HTTPError:
+        answered = False
+    if not answered:
+        return open_usage_client(settings), False
+    if key:
+        user, password = "analyst", key
+    elif settings.usage_password:
+        user, password = "abaxus", settings.usage_password
+    else:
+        raise RuntimeError(f"Abaxus is running (its usage front answers on {settings.usage_host}:{settings.usage_port}): "
+                           "pass --key with an API key of read scope")
+    client = clickhouse_connect.get_client(host=settings.usage_host, port=settings.usage_port, username=user,
+                                           password=password, tz_mode="aware")
+    return client, True
 
 
 @app.command()

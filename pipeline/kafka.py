@@ -35,15 +35,18 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from abaxus.logging import get_logger
 from abaxus.pipeline.records import decode_record
 
-__all__ = ["KIND_EVENTS", "KIND_MARKER", "BrokerUnavailable", "KafkaQueue", "ResumingKafkaSource", "partition_of",
-           "split_by_partition", "topic_partitions"]
+__all__ = ["DELIVERY_TIMEOUT_MS", "KIND_EVENTS", "KIND_MARKER", "BrokerUnavailable", "KafkaQueue", "ResumingKafkaSource",
+           "partition_of", "split_by_partition", "topic_partitions"]
 
 KIND_HEADER = "abaxus-kind"
 KIND_EVENTS = b"events"
 KIND_MARKER = b"marker"
 # A produce that the broker has not acknowledged within this fails (the request gets 503).
 DELIVERY_TIMEOUT_MS = 5_000
-_DOWN_CODES = frozenset({ConfluentError._ALL_BROKERS_DOWN, ConfluentError._TRANSPORT})
+# An idle connection the broker closed is not "down"; no broker at all is.
+_DOWN_CODES = frozenset({ConfluentError._ALL_BROKERS_DOWN})
+# Delivery errors after which this producer can never deliver again: start a new one.
+_FENCED_CODES = frozenset({ConfluentError.PRODUCER_FENCED, ConfluentError.INVALID_PRODUCER_EPOCH, ConfluentError._FATAL})
 
 log = get_logger("abaxus.kafka")
 
@@ -112,8 +115,16 @@ class KafkaQueue:
         self.topic = topic
         self.partitions = topic_partitions(brokers, topic, create_partitions)
         self.problem: str | None = None  # why the broker cannot be reached, while it cannot
-        self._producer = Producer({
-            **_config(brokers),
+        self._lock = threading.Lock()
+        self._fatal = False
+        self._producer = self._new_producer()
+        self._stop = threading.Event()
+        self._poller = threading.Thread(target=self._poll, name="abaxus-kafka-delivery", daemon=True)
+        self._poller.start()
+
+    def _new_producer(self) -> Producer:
+        return Producer({
+            **_config(self.brokers),
             "enable.idempotence": True,  # retries never duplicate or reorder a partition's messages
             "acks": "all",
             "linger.ms": 2,
@@ -122,11 +133,25 @@ class KafkaQueue:
             "queue.buffering.max.kbytes": 262_144,
             "error_cb": self._on_error,
         })
-        self._stop = threading.Event()
-        self._poller = threading.Thread(target=self._poll, name="abaxus-kafka-delivery", daemon=True)
-        self._poller.start()
+
+    def _current(self) -> Producer:
+        """The producer, replaced first if the last one hit a fatal error.
+
+        After an outage an idempotent producer can be fenced (its producer id no longer
+        valid at the broker): a fatal state in which every produce fails. Its messages have
+        already failed (their requests got 503), so a new producer loses nothing.
+        """
+        with self._lock:
+            if self._fatal:
+                old, self._producer, self._fatal = self._producer, self._new_producer(), False
+                old.purge()
+                old.poll(0)  # the purged messages' reports: their waiters fail now, not at their timeout
+                log.warning("kafka_producer_replaced", reason="fatal error")
+            return self._producer
 
     def _on_error(self, error: ConfluentError) -> None:
+        if error.fatal():
+            self._fatal = True
         if error.code() in _DOWN_CODES:
             self.problem = f"the Kafka broker at {self.brokers} does not answer ({error.str()})"
         log.warning("kafka_error", error=error.str(), code=error.code())
@@ -135,7 +160,7 @@ class KafkaQueue:
         """Deliver the producer's reports (they resolve the futures ``produce`` waits on)."""
         probed = 0.0
         while not self._stop.is_set():
-            self._producer.poll(0.05)
+            self._current().poll(0.05)
             if self.problem is not None and time.monotonic() - probed > 1.0:  # refused fast while down: notice it is back
                 probed = time.monotonic()
                 self.reachable(timeout=0.5)
@@ -148,12 +173,13 @@ class KafkaQueue:
         of a 202 that no broker stands behind.
         """
         futures: list[concurrent.futures.Future[tuple[int, int]]] = []
+        producer = self._current()
         for partition, payload, kind in messages:
             future: concurrent.futures.Future[tuple[int, int]] = concurrent.futures.Future()
             futures.append(future)
             try:
-                self._producer.produce(self.topic, payload, partition=partition, headers=[(KIND_HEADER, kind)],
-                                       on_delivery=self._reporter(future))
+                producer.produce(self.topic, payload, partition=partition, headers=[(KIND_HEADER, kind)],
+                                 on_delivery=self._reporter(future))
             except (BufferError, KafkaException) as exc:
                 future.set_exception(BrokerUnavailable(f"the producer refused the message: {exc}"))
         return futures
@@ -161,6 +187,8 @@ class KafkaQueue:
     def _reporter(self, future: concurrent.futures.Future[tuple[int, int]]) -> Any:
         def delivered(error: ConfluentError | None, message: Message) -> None:
             if error is not None:
+                if error.fatal() or error.code() in _FENCED_CODES:
+                    self._fatal = True
                 future.set_exception(BrokerUnavailable(f"the broker did not acknowledge the message: {error.str()}"))
                 return
             self.problem = None
@@ -175,7 +203,7 @@ class KafkaQueue:
     def reachable(self, timeout: float = 1.0) -> str | None:
         """None if the broker answers a metadata request now, else why not."""
         try:
-            self._producer.list_topics(self.topic, timeout=timeout)
+            self._current().list_topics(self.topic, timeout=timeout)
         except KafkaException as exc:
             return f"the Kafka broker at {self.brokers} does not answer ({exc})"
         self.problem = None
@@ -183,7 +211,7 @@ class KafkaQueue:
 
     def close(self) -> None:
         """Deliver what is queued (bounded), then stop the delivery thread."""
-        self._producer.flush(DELIVERY_TIMEOUT_MS / 1000)
+        self._current().flush(DELIVERY_TIMEOUT_MS / 1000)
         self._stop.set()
         self._poller.join(2)
 

@@ -43,7 +43,8 @@ _REFRESH_S = 0.5  # how often the backlog of this replica's own acknowledged eve
 # A worker silent for this long is gone (restarted under another name, or scaled away): its
 # last "insert in flight" note no longer holds a usage watermark back.
 _INFLIGHT_STALE_MS = 120_000
-_PROBE_EVERY_S = 2.0  # readiness probes of the broker (each is a round trip)
+_PROBE_EVERY_S = 2.0
+_MARKER_RETRY_S = 0.2  # readiness probes of the broker (each is a round trip)
 
 
 class _Acknowledged:
@@ -184,10 +185,14 @@ class KafkaIngestion(Ingestion):
     def _barrier(self, timeout: float) -> None:
         """Wait until everything any replica had acknowledged before now is stored."""
         deadline = time.monotonic() + timeout
-        try:
-            markers = self.queue.markers(min(timeout, DELIVERY_TIMEOUT_MS / 1000 + 1))
-        except (BrokerUnavailable, TimeoutError) as exc:
-            raise TimeoutError(f"the broker did not take the barrier's markers ({exc})") from None
+        while True:  # a producer replaced after an outage fails its first markers at once: try again
+            try:
+                markers = self.queue.markers(max(0.1, min(deadline - time.monotonic(), DELIVERY_TIMEOUT_MS / 1000 + 1)))
+                break
+            except (BrokerUnavailable, TimeoutError) as exc:
+                if time.monotonic() + _MARKER_RETRY_S >= deadline:
+                    raise TimeoutError(f"the broker did not take the barrier's markers ({exc or 'no answer'})") from None
+                time.sleep(_MARKER_RETRY_S)
         self._wait_offsets({p: o + 1 for p, o in markers.items()}, max(0.0, deadline - time.monotonic()))
 
     def caught_up_as_of(self, timeout: float = CATCH_UP_TIMEOUT_S) -> int:

@@ -31,7 +31,7 @@ from abaxus.store.usage import EVENT_SCHEMA, UsageStore
 from abaxus.telemetry import Telemetry
 from abaxus.timefmt import now_ms
 
-__all__ = ["RETRY", "EmbeddedIngestion", "Ingestion"]
+__all__ = ["BACKFILL_TIMEOUT_S", "CATCH_UP_TIMEOUT_S", "RETRY", "EmbeddedIngestion", "Ingestion"]
 
 BACKFILL_TIMEOUT_S = 60.0
 CATCH_UP_TIMEOUT_S = 30.0

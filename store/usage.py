@@ -23,7 +23,7 @@ from abaxus.settings import Settings
 from abaxus.store import usage_migrations
 from abaxus.store.usage_migrations import DB
 
-__all__ = ["DB", "EVENT_SCHEMA", "Aggregate", "MetricSpec", "UsageStore", "migrate_usage", "open_usage_client"]
+__all__ = ["DB", "EVENT_SCHEMA", "Aggregate", "MetricSpec", "UsageStore", "data_path", "migrate_usage", "open_usage_client"]
 
 EVENT_SCHEMA = pa.schema([
     ("event_id", pa.string()),
