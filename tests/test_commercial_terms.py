@@ -14,10 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, select
 
+from abaxus.clock import Clock, ManualClock, SystemClock
 from abaxus.settings import Settings
-from abaxus.store.tables import amendments, credit_grants, credit_ledger, outbox_events
+from abaxus.store.tables import credit_grants, credit_ledger, outbox_events
+from abaxus.timefmt import to_ms
 from conftest import ADMIN_KEY, _reset_pg, error_of
 from helpers import event, wait_until
 
@@ -27,15 +29,22 @@ TIERS = [{"up_to": 100000, "unit_price": 0}, {"up_to": 1000000, "unit_price": "0
          {"up_to": None, "unit_price": "0.00005"}]
 
 
+@pytest.fixture
+def clock(request: pytest.FixtureRequest) -> Clock:
+    """The app's clock: the wall clock, or a ``ManualClock`` from the instant a test parametrizes it with."""
+    start: datetime | None = getattr(request, "param", None)
+    return ManualClock(to_ms(start)) if start is not None else SystemClock()
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def embedded_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
+def embedded_settings(request: pytest.FixtureRequest, tmp_path: Path, clock: Clock) -> Settings:
     """Every scenario here once with the metadata store on SQLite, once on PostgreSQL."""
     url = None
     if request.param == "postgres":
         url = request.getfixturevalue("pg_database")
         _reset_pg(url)
     return Settings(data_dir=tmp_path / "data", database_url=url, bootstrap_key=ADMIN_KEY, log_format="console",
-                    epoch_seconds=1.0)
+                    epoch_seconds=1.0, clock=clock)
 
 
 def ok(response: Any, status: int = 201) -> dict[str, Any]:
@@ -129,17 +138,17 @@ def test_a_minimum_trues_up_a_partial_last_period_by_whole_days(c):
         422, "UNKNOWN_FIELD", "minimum.per")
 
 
-def test_a_plan_change_commits_each_versions_minimum_for_its_own_days(c):
+@pytest.mark.parametrize("clock", [datetime(2026, 4, 10, tzinfo=UTC)], indirect=True)
+def test_a_plan_change_commits_each_versions_minimum_for_its_own_days(c, clock):
     """v1 (minimum 300.00) for Apr 1–21, v2 (minimum 600.00) from Apr 21: 20 + 10 of 30 days."""
     plan(c, minimum="300.00")
     customer(c)
     sub = subscribe(c)
     plan(c, minimum="600.00", fee="0")
-    at = int(datetime(2026, 4, 21, tzinfo=UTC).timestamp() * 1000)
-    with c.app.state.services.engine.begin() as conn:  # a past plan change, as one made on Apr 21 left it
-        conn.execute(insert(amendments).values(id="amd_apr21", subscription_id=sub["id"], type="plan_change",
-                                               effective="immediate", effective_at=at, plan_id="plan_commit",
-                                               plan_version=2, prorate=False, created_at=at))
+    clock.set(to_ms(datetime(2026, 4, 21, tzinfo=UTC)))  # the change is made on Apr 21, through the API
+    change = ok(c.post(f"/v1/subscriptions/{sub['id']}/amendments", json={"type": "plan_change", "plan_id": "plan_commit"}))
+    assert (change["effective_at"], change["plan_version"]) == ("2026-04-21T00:00:00Z", 2)
+    clock.set(to_ms(datetime(2026, 5, 1, 0, 5, tzinfo=UTC)))
     inv = ok(c.post("/v1/invoices", json=APRIL))
     # (30,000 × 20 + 60,000 × 10) / 30 = 40,000; the v1 fee 4,900 and the v2 fee 0 billed.
     assert lines(inv) == [("plan_commit:v1:chg_1", "tiered", 0, 0), ("plan_commit:v1:chg_2", "flat_fee", 1, 4900),
