@@ -30,7 +30,8 @@ from bytewax.connectors.kafka import KafkaError, KafkaSource, KafkaSourceMessage
 from bytewax.inputs import StatefulSourcePartition
 from confluent_kafka import KafkaError as ConfluentError
 from confluent_kafka import KafkaException, Message, Producer
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic  # what confluent_kafka.admin re-exports (without saying so to mypy)
 
 from abaxus.logging import get_logger
 from abaxus.pipeline.records import decode_record
@@ -192,7 +193,11 @@ class KafkaQueue:
                 future.set_exception(BrokerUnavailable(f"the broker did not acknowledge the message: {error.str()}"))
                 return
             self.problem = None
-            future.set_result((message.partition(), message.offset()))
+            partition, offset = message.partition(), message.offset()
+            if partition is None or offset is None:  # librdkafka sets both on a delivered message
+                future.set_exception(BrokerUnavailable("the broker's acknowledgement named no offset"))
+                return
+            future.set_result((partition, offset))
         return delivered
 
     def markers(self, timeout: float) -> dict[int, int]:

@@ -191,7 +191,7 @@ class KafkaIngestion(Ingestion):
                 break
             except (BrokerUnavailable, TimeoutError) as exc:
                 if time.monotonic() + _MARKER_RETRY_S >= deadline:
-                    raise TimeoutError(f"the broker did not take the barrier's markers ({exc or 'no answer'})") from None
+                    raise TimeoutError(f"the broker did not take the barrier's markers ({str(exc) or 'no answer'})") from None
                 time.sleep(_MARKER_RETRY_S)
         self._wait_offsets({p: o + 1 for p, o in markers.items()}, max(0.0, deadline - time.monotonic()))
 
