@@ -69,7 +69,9 @@ class Topology:
         self.worker_port = free_port()
         common = {"ABAXUS_KAFKA_BROKERS": broker.address, "ABAXUS_KAFKA_PARTITIONS": "4", "ABAXUS_DATABASE_URL": pg_url,
                   "ABAXUS_EPOCH_SECONDS": "1"}
-        self.worker = ServerProcess(root / "worker", ADMIN_KEY, port=self.worker_port, args=("--role", "worker"),
+        # Two Bytewax workers: the partitions' dedup state is spread over them.
+        self.worker = ServerProcess(root / "worker", ADMIN_KEY, port=self.worker_port,
+                                    args=("--role", "worker", "--workers", "2"),
                                     extra_env={**common, "ABAXUS_WORKER_PORT": str(self.worker_port),
                                                "ABAXUS_USAGE_PORT": str(self.front_port),
                                                "ABAXUS_USAGE_PASSWORD": FRONT_PASSWORD})
