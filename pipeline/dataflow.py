@@ -38,7 +38,6 @@ from abaxus.pipeline.records import decode_record
 from abaxus.settings import Settings
 from abaxus.store.usage import EVENT_SCHEMA, UsageStore
 from abaxus.telemetry import Telemetry
-from abaxus.timefmt import now_ms
 
 __all__ = ["Dataflow"]
 
@@ -157,6 +156,7 @@ class Dataflow:
     def __init__(self, settings: Settings, usage: UsageStore, intake: IntakeLog | None, telemetry: Telemetry,
                  *, workers: int = 1, process_id: int | None = None, addresses: list[str] | None = None) -> None:
         self.settings = settings
+        self.clock = settings.clock
         self.usage = usage
         self.kafka = intake is None
         if intake is None and not settings.kafka_brokers:
@@ -168,7 +168,7 @@ class Dataflow:
         self.stopping = threading.Event()
         self.pipeline_dir = settings.data_dir / "pipeline"
         self.pipeline_dir.mkdir(parents=True, exist_ok=True)
-        self.progress = Progress(self.committed_position())
+        self.progress = Progress(self.committed_position(), clock=settings.clock)
         self.pending_voids: dict[str, tuple[str, int]] = {}
         self.pending_lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -245,7 +245,7 @@ class Dataflow:
         deduped = op.stateful_batch(
             "dedup_by_idempotency_key", records,
             lambda resume: DedupLogic(resume, window, self.bloom, self.usage.existing_keys,
-                                      self.telemetry.events_deduplicated.inc, bloom_lock))
+                                      self.telemetry.events_deduplicated.inc, bloom_lock, self.clock))
         op.output("usage_store", op.map("drop_key", deduped, lambda kv: kv[1]), _StoreSink(self))
         return flow
 
@@ -321,7 +321,7 @@ class Dataflow:
                 for attempt in Retrying(retry=retry_if_exception_type(Exception), sleep=pause, reraise=True,
                                         wait=wait_exponential(multiplier=0.5, max=2.0), stop=lambda _: self.stopping.is_set()):
                     with attempt:
-                        self.usage.record_offsets(self.settings.kafka_topic, ends, now_ms())
+                        self.usage.record_offsets(self.settings.kafka_topic, ends, self.clock.now_ms())
             return
         for r in items:
             kept_keys = set(r.kept.column("idempotency_key").to_pylist()) if r.backfill else None
@@ -336,7 +336,7 @@ class Dataflow:
         usage watermark only below it) and the pending voids are read again: a void an API
         replica registered before its barrier applies to every event read after it.
         """
-        stamp = now_ms()
+        stamp = self.clock.now_ms()  # ingested_at: the clock usage watermarks are taken by
         now = datetime.fromtimestamp(stamp / 1000, tz=UTC)
         self.progress.inserting(stamp)
         try:

@@ -27,7 +27,6 @@ that stalled ingestion for hundreds of milliseconds per epoch.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -35,6 +34,7 @@ import numpy as np
 import pyarrow as pa
 from bytewax.operators import StatefulBatchLogic
 
+from abaxus.clock import Clock, SystemClock
 from abaxus.pipeline.bloom import BloomFilter
 from abaxus.pipeline.records import INTAKE_SCHEMA
 
@@ -74,14 +74,15 @@ class DedupLogic(StatefulBatchLogic[Any, DedupResult, tuple[float, list[str]]]):
 
     def __init__(self, resume: Any, window_s: int, bloom: BloomFilter,
                  store_lookup: Callable[[list[str]], set[str]], on_duplicates: Callable[[int], None],
-                 bloom_lock: threading.Lock | None = None) -> None:
+                 bloom_lock: threading.Lock | None = None, clock: Clock | None = None) -> None:
+        self.clock = clock or SystemClock()
         self.generations: list[dict[str, None]]
         if resume:
             self.rotated, recent = resume
             self.generations = [dict.fromkeys(recent), {}]
         else:
             self.generations = [{}, {}]
-            self.rotated = time.time()
+            self.rotated = self.clock.now_ms() / 1000
         self.recent: list[str] = []  # accepted since the last snapshot
         self.window_s = window_s
         self.bloom = bloom
@@ -94,9 +95,10 @@ class DedupLogic(StatefulBatchLogic[Any, DedupResult, tuple[float, list[str]]]):
     def _rotate(self) -> None:
         # Two generations of window/2 each: a key is remembered for at least the window,
         # unless memory runs short first (the store still answers for forgotten keys).
-        if time.time() - self.rotated > self.window_s / 2 or len(self.generations[0]) > MAX_REMEMBERED_KEYS // 2:
+        now = self.clock.now_ms() / 1000
+        if now - self.rotated > self.window_s / 2 or len(self.generations[0]) > MAX_REMEMBERED_KEYS // 2:
             self.generations = [{}, self.generations[0]]
-            self.rotated = time.time()
+            self.rotated = now
 
     def on_batch(self, items: list[Any]) -> tuple[list[DedupResult], bool]:
         """Dedup every record of one activation, with at most one store lookup for all of them.

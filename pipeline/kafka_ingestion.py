@@ -32,7 +32,6 @@ from abaxus.pipeline.records import encode_record
 from abaxus.pipeline.service import BACKFILL_TIMEOUT_S, CATCH_UP_TIMEOUT_S, RETRY, Ingestion
 from abaxus.settings import Settings
 from abaxus.telemetry import Telemetry
-from abaxus.timefmt import now_ms
 
 __all__ = ["KafkaIngestion"]
 
@@ -113,7 +112,7 @@ class KafkaIngestion(Ingestion):
 
     def lag_seconds(self) -> float:
         oldest = self._acknowledged.oldest_ms()
-        return 0.0 if oldest is None else max(0.0, (now_ms() - oldest) / 1000)
+        return 0.0 if oldest is None else max(0.0, (self.settings.clock.now_ms() - oldest) / 1000)
 
     def health(self) -> dict[str, str | None]:
         """The usage store and the broker; the workers' dataflow reports on its own port (``/readyz`` there)."""
@@ -143,7 +142,7 @@ class KafkaIngestion(Ingestion):
             log.warning("kafka_produce_failed", error=str(exc)[:300], parts=len(parts), delivered=partial)
             raise Unavailable("NOT_READY", f"The broker did not acknowledge the events ({exc}); retry with the same "
                               "idempotency keys: any event that did reach it is counted once.", headers=RETRY) from None
-        at = now_ms()
+        at = self.settings.clock.now_ms()
         for (partition, offset), (_, part) in zip(offsets, parts, strict=True):
             self._acknowledged.add(partition, offset, at, part.num_rows)
         return list(offsets)
@@ -200,8 +199,10 @@ class KafkaIngestion(Ingestion):
         deadline = time.monotonic() + timeout
         try:
             self._barrier(timeout)
-            as_of = now_ms() - 1
-            self._wait(lambda: all(s > as_of for s in self.usage.inflight_since(now_ms() - _INFLIGHT_STALE_MS)),
+            as_of = self.settings.clock.now_ms() - 1  # the clock the workers stamp ingested_at by
+            # Staleness is the workers' liveness, read on the wall clock their notes are written by.
+            self._wait(lambda: all(s > as_of for s in self.usage.inflight_since(time.time_ns() // 1_000_000
+                                                                                 - _INFLIGHT_STALE_MS)),
                        max(0.0, deadline - time.monotonic()), "an insert begun before the watermark is still in flight")
         except TimeoutError as exc:
             log.warning("usage_not_caught_up", timeout_s=timeout, reason=str(exc))

@@ -12,7 +12,7 @@ import collections
 import threading
 import time
 
-from abaxus.timefmt import now_ms
+from abaxus.clock import Clock, SystemClock
 
 __all__ = ["Progress"]
 
@@ -20,7 +20,8 @@ Position = tuple[int, int]
 
 
 class Progress:
-    def __init__(self, start: Position = (0, 0)) -> None:
+    def __init__(self, start: Position = (0, 0), clock: Clock | None = None) -> None:
+        self._clock = clock or SystemClock()
         self._cond = threading.Condition()
         self.done: Position = start
         self._accepted: collections.deque[tuple[Position, int, int]] = collections.deque()
@@ -79,7 +80,7 @@ class Progress:
         with self._cond:
             if not self._accepted:
                 return 0.0
-            return max(0.0, (now_ms() - self._accepted[0][1]) / 1000)
+            return max(0.0, (self._clock.now_ms() - self._accepted[0][1]) / 1000)
 
     def set_stalled(self, reason: str | None) -> None:
         """Mark the sink blocked (or free again); waiters give up at once instead of timing out."""
@@ -95,7 +96,7 @@ class Progress:
     def safe_as_of(self) -> int:
         """A usage watermark no later insert can precede: now, or just before an insert in flight."""
         with self._cond:
-            now = now_ms()
+            now = self._clock.now_ms()
             if self._inserting_since is not None:
                 return min(now, self._inserting_since - 1)
             return now

@@ -29,7 +29,6 @@ from abaxus.pipeline.records import encode_record
 from abaxus.settings import Settings
 from abaxus.store.usage import EVENT_SCHEMA, UsageStore
 from abaxus.telemetry import Telemetry
-from abaxus.timefmt import now_ms
 
 __all__ = ["BACKFILL_TIMEOUT_S", "CATCH_UP_TIMEOUT_S", "RETRY", "EmbeddedIngestion", "Ingestion"]
 
@@ -146,7 +145,7 @@ class Ingestion:
         """
         unique = list(dict.fromkeys(keys))
         before = {r["idempotency_key"]: r["voided"] for r in self.usage.stored_events(unique).to_pylist()}
-        now = now_ms()
+        now = self.settings.clock.now_ms()
         fresh = [k for k in unique if not before.get(k, False)]
         self._register_pending_voids(fresh, reason, now)
         with contextlib.suppress(TimeoutError):  # still pending in the sink's set: stored voided when the dataflow catches up
@@ -225,7 +224,7 @@ class EmbeddedIngestion(Ingestion):
             self.telemetry.intake_refused.labels("log_write_failed").inc()
             raise Unavailable("NOT_READY", f"The intake log could not make the events durable ({self._log.problem or exc}); "
                               "nothing was accepted. Free disk space or retry shortly.", headers=RETRY) from None
-        self._dataflow.progress.accepted(position, now_ms(), batch.num_rows)
+        self._dataflow.progress.accepted(position, self.settings.clock.now_ms(), batch.num_rows)
         return position
 
     async def backfill(self, batch: pa.RecordBatch) -> set[str]:
