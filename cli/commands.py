@@ -169,7 +169,8 @@ def create_api_key(name: str = typer.Option(..., "--name", help="A label for the
     if not 1 <= len(name) <= _MAX_KEY_NAME:
         console.print("[red]--name must be 1–100 characters.[/red]")
         raise typer.Exit(2)
-    key = create_key(open_metadata(_settings()), name, scope, mode)
+    settings = _settings()
+    key = create_key(open_metadata(settings), name, scope, mode, clock=settings.clock)
     console.print(f"Created {key.scope} key {key.id}. Its secret is shown only now:")
     print(key.secret)
 
