@@ -22,6 +22,7 @@ from abaxus.api.app import create_app, open_metadata, usage_front
 from abaxus.billing.api_keys import any_keys, create_key
 from abaxus.cli.quickstart import run_quickstart
 from abaxus.logging import configure_logging
+from abaxus.pipeline.kafka import BrokerUnavailable
 from abaxus.pipeline.worker import Worker, wait_until_stopped
 from abaxus.settings import Settings, SettingsError
 from abaxus.store.usage import UsageStore, open_usage_client
@@ -53,9 +54,10 @@ class Role(StrEnum):
 @app.command()
 def serve(host: str = typer.Option(None, help="Listen address (default ABAXUS_HOST or 127.0.0.1)."),
           port: int = typer.Option(None, help="Port (default ABAXUS_PORT or 8080)."),
-          role: Role = typer.Option(Role.all, help="all: everything in one process (embedded). api: the HTTP API, "
-                                    "events produced to Kafka. worker: the dataflow from Kafka into the usage store."),
-          workers: int = typer.Option(1, "--workers", "-w", min=1, help="worker role: Bytewax workers in this process."),
+          role: Role = typer.Option(Role.all, help="all: everything in one process (embedded; with ABAXUS_KAFKA_BROKERS "
+                                    "the queue is Kafka). api: the HTTP API, events produced to Kafka. worker: the "
+                                    "dataflow from Kafka into the usage store."),
+          workers: int = typer.Option(1, "--workers", "-w", min=1, help="Bytewax workers in this process (Kafka only)."),
           process_id: int | None = typer.Option(None, "--process-id", "-i", help="worker role: this process's index "
                                                 "in a multi-process Bytewax cluster (needs --addresses)."),
           addresses: str | None = typer.Option(None, "--addresses", "-a", help="worker role: host:port of every "
@@ -69,7 +71,11 @@ def serve(host: str = typer.Option(None, help="Listen address (default ABAXUS_HO
         console.print(f"[red]Configuration error:[/red] {problem}")
         raise typer.Exit(2)
     if role is Role.worker:
-        _serve_worker(settings, workers, process_id, addresses.split(";") if addresses else None)
+        try:
+            _serve_worker(settings, workers, process_id, addresses.split(";") if addresses else None)
+        except BrokerUnavailable as exc:
+            console.print(f"[red]{exc}[/red]")
+            raise typer.Exit(1) from None
         return
     engine = open_metadata(settings)  # migrated, bootstrap key created: the app's start finds it so
     keyless = not any_keys(engine)
@@ -82,16 +88,33 @@ def serve(host: str = typer.Option(None, help="Listen address (default ABAXUS_HO
                       "(with the server stopped when embedded), or start with ABAXUS_BOOTSTRAP_KEY set.")
     api = create_app(settings, with_usage_front=role is Role.all)
     api.on_startup.append(_tune_gc)  # after the lifespan opened the stores: their objects are frozen too
-    # One worker: in embedded mode chDB lets only one process own the data directory.
-    uvicorn.run(api, host=settings.host, port=settings.port, workers=1, log_level="warning",
-                timeout_graceful_shutdown=10)
+    # All in one process with a broker: the API produces to Kafka and this process's own
+    # worker stores from it (one owner of chDB); its health and metrics on ABAXUS_WORKER_PORT.
+    try:
+        colocated = _colocated_worker(settings, workers) if role is Role.all and settings.kafka_brokers else None
+    except BrokerUnavailable as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
+    try:
+        # One server process: in embedded mode chDB lets only one process own the data directory.
+        uvicorn.run(api, host=settings.host, port=settings.port, workers=1, log_level="warning",
+                    timeout_graceful_shutdown=10)
+    finally:
+        if colocated is not None:
+            worker, usage = colocated
+            worker.stop()
+            usage.close()
+
+
+def _colocated_worker(settings: Settings, workers: int) -> tuple[Worker, UsageStore]:
+    usage = UsageStore(settings)
+    worker = Worker(settings, usage, workers=workers)
+    worker.start()
+    return worker, usage
 
 
 def _role_problem(settings: Settings, role: Role, addresses: str | None) -> str | None:
     """Why this role cannot run with these settings (each answer says what to set), else None."""
-    if role is Role.all and settings.kafka_brokers:
-        return ("ABAXUS_KAFKA_BROKERS is set: run the split topology, 'abaxus serve --role api' (any number) and "
-                "'abaxus serve --role worker', or unset it to run everything in one process.")
     if role is not Role.all and not settings.kafka_brokers:
         return f"--role {role.value} needs ABAXUS_KAFKA_BROKERS (host:port of the Kafka brokers)."
     if role is Role.api and not settings.clickhouse_url:

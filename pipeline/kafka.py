@@ -89,7 +89,11 @@ def topic_partitions(brokers: str, topic: str, create_with: int, timeout: float 
     when the setting was changed after the topic was made.
     """
     admin = AdminClient(_config(brokers))
-    metadata = admin.list_topics(timeout=timeout)
+    try:
+        metadata = admin.list_topics(timeout=timeout)
+    except KafkaException as exc:
+        raise BrokerUnavailable(f"Cannot reach the Kafka broker at {brokers} ({exc.args[0].str()}): start it, or fix "
+                                "ABAXUS_KAFKA_BROKERS.") from None
     if topic not in metadata.topics or not metadata.topics[topic].partitions:
         futures = admin.create_topics([NewTopic(topic, num_partitions=create_with, replication_factor=-1)],
                                       request_timeout=timeout)

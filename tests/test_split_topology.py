@@ -104,7 +104,7 @@ def topology(tmp_path: Path, broker: Broker, pg_url: str) -> Iterator[Topology]:
 
 def _events(customer: str, n: int, value: int, prefix: str) -> list[dict[str, Any]]:
     return [{"customer_id": customer, "metric_key": "api_calls", "value": value, "idempotency_key": f"{prefix}-{i}",
-             "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(1775001600 + i * 60))} for i in range(n)]
+             "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(1775001600 + (i * 60) % 2_500_000))} for i in range(n)]
 
 
 def _send(clients: list[httpx.Client], events: list[dict[str, Any]], batch: int = 1000) -> int:
@@ -179,6 +179,20 @@ def test_quick_start_through_two_replicas_and_a_killed_worker_counts_every_event
     assert again.status_code in (HTTPStatus.OK, HTTPStatus.CREATED, HTTPStatus.CONFLICT), again.text
 
 
+@pytest.mark.slow
+def test_the_full_quick_start_volume_through_two_replicas_bills_14900(topology: Topology):
+    """1,200,000 events of one call each, half through each replica (slow: run with -m slow)."""
+    a, b = (api.client() for api in topology.apis)
+    _catalog(a, "cust_acme")
+    assert _send([a, b], _events("cust_acme", 1_200_000, 1, "qs")) == 1_200_000
+    r = a.post("/v1/invoices", json={"customer_id": "cust_acme", "cutoff_date": "2026-04-30T23:59:59Z"})
+    assert r.status_code == HTTPStatus.CREATED, r.text
+    usage, fee = r.json()["line_items"]
+    assert (usage["quantity"], usage["event_count"], [t["amount"] for t in usage["tier_breakdown"]]) == (
+        1_200_000, 1_200_000, [0, 9000, 1000])
+    assert (fee["amount"], r.json()["total_amount"]) == (4900, 14_900)
+
+
 def test_a_broker_outage_answers_503_and_loses_nothing_acknowledged(topology: Topology, broker: Broker):
     a, b = (api.client() for api in topology.apis)
     _catalog(a, "cust_acme")
@@ -217,6 +231,23 @@ def test_a_broker_outage_answers_503_and_loses_nothing_acknowledged(topology: To
     assert value == count == len(stored)
 
 
+def test_one_process_with_a_broker_queues_through_kafka(tmp_path: Path, broker: Broker):
+    """``abaxus serve`` with ABAXUS_KAFKA_BROKERS: the API and a worker in one process, Kafka between them."""
+    worker_port = free_port()
+    server = ServerProcess(tmp_path / "one", ADMIN_KEY, extra_env={"ABAXUS_KAFKA_BROKERS": broker.address,
+                                                                   "ABAXUS_WORKER_PORT": str(worker_port)})
+    server.start()
+    try:
+        c = server.client()
+        _catalog(c, "cust_acme")
+        assert _send([c], _events("cust_acme", 2_500, 3, "one")) == 2_500
+        assert _send([c], _events("cust_acme", 1_000, 3, "one")) == 1_000  # the same keys again
+        assert _april_usage(c, "cust_acme") == (7_500, 2_500)
+        assert httpx.get(f"http://127.0.0.1:{worker_port}/readyz", timeout=10).json()["status"] == "ready"
+    finally:
+        server.stop()
+
+
 def test_the_topology_refuses_what_it_cannot_run(tmp_path: Path):
     env = {**os.environ, "ABAXUS_DATA_DIR": str(tmp_path), "ABAXUS_USAGE_PORT": "off"}
     out = subprocess.run([sys.executable, "-m", "abaxus.cli", "serve", "--role", "api"], env=env,
@@ -228,3 +259,9 @@ def test_the_topology_refuses_what_it_cannot_run(tmp_path: Path):
                          check=False)
     assert out.returncode == 2
     assert "ABAXUS_CLICKHOUSE_URL" in out.stdout
+    # A worker whose broker does not answer says so and exits (no traceback to read at 3 a.m.).
+    out = subprocess.run([sys.executable, "-m", "abaxus.cli", "serve", "--role", "worker"],
+                         env={**env, "ABAXUS_KAFKA_BROKERS": f"127.0.0.1:{free_port()}"}, capture_output=True, text=True,
+                         timeout=60, check=False)
+    assert out.returncode == 1
+    assert "Cannot reach the Kafka broker" in out.stdout
