@@ -5,28 +5,38 @@ accepted ones become columns (never a list of dicts) and one durable log record.
 
 Timestamps are read by msgspec (in C, with the rest of the event) and judged by
 ``abaxus.timefmt``: the same rules, codes and messages as every other instant in the API.
+
+Two paths give the same answer for a batch whose every event is valid. ``validate_batch``
+(the fast path) runs no Python per event: msgspec's constraints check lengths, counts and
+offsets in C while decoding, and the rest is checked over whole columns (set inclusion,
+Arrow conversions and min/max); on the first doubt it returns ``None``. ``validate`` (the
+slow path) then reads the events one by one and names each bad one with its own code.
 """
 
 from __future__ import annotations
 
 import re
-import time
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
+from itertools import accumulate, chain, compress, repeat
+from operator import attrgetter
 from typing import Annotated, Any, NamedTuple
 
 import msgspec
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from abaxus.clock import Clock, SystemClock
 from abaxus.errors import AbaxusError, InvalidInput, NotFound
-from abaxus.ids import event_id_for, event_ids_for
+from abaxus.ids import event_id_array, event_id_for
 from abaxus.pipeline.catalog_view import CatalogView
 from abaxus.pipeline.records import INTAKE_SCHEMA
 from abaxus.schemas.codec import validation_error
-from abaxus.schemas.events import EventBatchTyped, EventIn
+from abaxus.schemas.events import EventIn
 from abaxus.schemas.nesting import too_deep
-from abaxus.timefmt import in_range, timestamp_error, zoned_ms
+from abaxus.timefmt import MAX_MS, in_range, timestamp_error, zoned_ms
 
 __all__ = ["Accepted", "EventValidator", "Rejected"]
 
@@ -35,7 +45,6 @@ FUTURE_MS = 5 * 60 * 1000
 MAX_KEY_LENGTH, MAX_PLACES, MAX_BATCH = 255, 10, 1000
 MAX_PROPERTIES, MAX_PROPERTIES_BYTES = 50, 8192  # keys; compact JSON
 _decoder = msgspec.json.Decoder(EventIn)
-_batch_decoder = msgspec.json.Decoder(EventBatchTyped)
 # Python's Decimal() forgives what a decimal string must not hold: surrounding spaces
 # ("  5 " is 5), underscores ("5_0" is 50), non-ASCII digits. A value sent as a string must be
 # a plain decimal; msgspec has already turned it into a Decimal, so the text is checked apart.
@@ -43,14 +52,49 @@ _PLAIN_DECIMAL = r"^[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?\Z"
 _plain_decimal = re.compile(_PLAIN_DECIMAL)
 
 
-class _ValueText(msgspec.Struct, gc=False):
-    """The fast path's check, in C: numbers pass, strings must match (anything odd: slow path)."""
-
-    value: int | float | Annotated[str, msgspec.Meta(pattern=_PLAIN_DECIMAL)] | None = None
+_PropertyValue = str | int | float | bool | None  # as EventIn.properties has them
 
 
-class _BatchValueText(msgspec.Struct, gc=False):
-    events: list[_ValueText]
+class _FastEvent(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, gc=False):
+    """``EventIn`` with the rules msgspec can check in C while it decodes (fast path only).
+
+    The key's length, the number of properties and the timestamp's offset fail the decode,
+    so a batch with such an event goes to the slow path without a Python check per event.
+    The value stays raw: its text is checked and decoded once for the whole batch (see
+    ``_values_column``). Absent properties decode as ``{}`` (a fresh dict each time), so the column
+    is built with no test per event for None.
+    """
+
+    customer_id: str
+    metric_key: str
+    timestamp: Annotated[datetime, msgspec.Meta(tz=True)]
+    idempotency_key: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_KEY_LENGTH)]
+    value: msgspec.Raw = msgspec.Raw(b"null")
+    properties: Annotated[dict[str, _PropertyValue], msgspec.Meta(max_length=MAX_PROPERTIES)] | None = {}
+
+
+class _FastBatch(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, gc=False):
+    events: Annotated[list[_FastEvent], msgspec.Meta(min_length=1, max_length=MAX_BATCH)]
+
+
+_fast_decoder = msgspec.json.Decoder(_FastBatch)
+# The batch's raw values are joined as one JSON array (see ``_values_column``). Two shapes most
+# batches have convert in Arrow without a Decimal object per value: JSON integers (int64, then
+# an exact cast), and strings of at most 18 integer digits and 10 places with no sign but a
+# minus, which Arrow parses exactly.
+_ints_decoder = msgspec.json.Decoder(list[int | None])
+_strings_decoder = msgspec.json.Decoder(list[str])
+_SHORT_DECIMALS = re.compile(rb'\["-?[0-9]{1,18}(?:\.[0-9]{1,10})?"(?:,"-?[0-9]{1,18}(?:\.[0-9]{1,10})?")*\]')
+# Any other array is decoded by the same Decimal decoder as ``EventIn.value`` (so each Decimal
+# is the one the slow path reads), after one match, if it holds a string at all, against this
+# grammar: numbers and null as msgspec validated them, strings only as plain decimals with no
+# escape (an escaped one goes to the slow path, which unescapes it first).
+_values_decoder = msgspec.json.Decoder(list[Decimal | None])
+_VALUES = re.compile(rb'\[(?:null|[-+.0-9eE]+|"[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")'
+                     rb'(?:,(?:null|[-+.0-9eE]+|"[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?"))*\]')
+_KEY, _CUSTOMER, _METRIC, _VALUE, _TIMESTAMP, _PROPERTIES = (attrgetter(name) for name in (
+    "idempotency_key", "customer_id", "metric_key", "value", "timestamp", "properties"))
+_COUNTING = frozenset({"count", "unique_count"})  # aggregations for which a missing value counts 1
 
 
 class _RawValue(msgspec.Struct, gc=False):
@@ -65,7 +109,6 @@ class _RawTimestamp(msgspec.Struct, gc=False):
     timestamp: Any = None
 
 
-_batch_value_text = msgspec.json.Decoder(_BatchValueText)
 _raw_value = msgspec.json.Decoder(_RawValue)
 _raw_timestamp = msgspec.json.Decoder(_RawTimestamp)
 _TS = pa.timestamp("ms", tz="UTC")
@@ -98,14 +141,14 @@ def _prop_text(v: Any) -> str:
     return str(v)
 
 
-def _properties_map(events: list[EventIn]) -> pa.MapArray:
-    """The properties column, built from flat key/value lists (no per-event list of tuples)."""
+def _properties_map(props: list[dict[str, Any]]) -> pa.MapArray:
+    """The properties column for any values, each written as the slow path writes it, nulls left out."""
     offsets = [0]
     names: list[str] = []
     texts: list[str] = []
-    for e in events:
-        if e.properties:
-            for k, v in e.properties.items():
+    for p in props:
+        if p:
+            for k, v in p.items():
                 if v is not None:
                     names.append(k)
                     texts.append(v if type(v) is str else _prop_text(v))
@@ -114,15 +157,101 @@ def _properties_map(events: list[EventIn]) -> pa.MapArray:
                                    pa.array(texts, pa.string()))
 
 
+def _fast_properties(props: list[dict[str, Any]]) -> pa.MapArray | None:
+    """The fast path's properties column, or None if an event's properties pass 8 KB as compact JSON.
+
+    When every value is a string (the usual case) the column is made of three flat lists in
+    C-level passes, and the 8 KB rule is bounded from the UTF-8 lengths Arrow already holds:
+    msgspec writes a character in at most 6 bytes for each byte it takes in UTF-8, so
+    ``2 + 6·(bytes + pairs)`` is never less than the compact JSON. Only an event whose bound
+    passes 8 KB is encoded for the exact size. Other values (numbers, booleans, null) go
+    through the per-event loop, which writes them as the slow path does.
+    """
+    n = len(props)
+    try:
+        counts = list(map(len, props))
+    except TypeError:  # "properties": null, sent as such: the same as none
+        props = [p or {} for p in props]
+        counts = list(map(len, props))
+    try:
+        names = pa.array(list(chain.from_iterable(props)), pa.string())
+        texts = pa.array(list(chain.from_iterable(map(dict.values, props))), pa.string())
+    except (pa.ArrowTypeError, pa.ArrowInvalid):
+        texts = None
+    if texts is None or texts.null_count:
+        if max(map(len, map(msgspec.json.encode, props))) > MAX_PROPERTIES_BYTES:
+            return None
+        return _properties_map(props)
+    offsets = np.fromiter(accumulate(counts, initial=0), np.int32, n + 1)
+    pairs = len(names)
+    if pairs:
+        positions = 6 * (_string_offsets(names) + _string_offsets(texts) + np.arange(pairs + 1))
+        bounds = 2 + positions[offsets[1:]] - positions[offsets[:-1]]
+        for i in np.flatnonzero(bounds > MAX_PROPERTIES_BYTES).tolist():
+            if len(msgspec.json.encode(props[i])) > MAX_PROPERTIES_BYTES:
+                return None
+    return pa.MapArray.from_arrays(pa.array(offsets, pa.int32()), names, texts)
+
+
 def _plain_value_text(raw_event: bytes) -> bool:
     """Whether the event's ``value``, if sent as a string, is a plain decimal (see ``_PLAIN_DECIMAL``)."""
     text = bytes(_raw_value.decode(raw_event).value)
     return text[:1] != b'"' or _plain_decimal.match(msgspec.json.decode(text)) is not None
 
 
+def _values_column(text: bytes) -> pa.Decimal128Array | None:
+    """The values, sent as the JSON array ``text``, as the decimal column; None if one is off.
+
+    Integers and short decimal strings take Arrow's exact conversions; any other batch is
+    decoded to Decimals by the decoder ``EventIn.value`` uses, so each value is the one the
+    slow path reads, and Arrow refuses more than 10 places (unless only zeros), NaN and
+    infinities instead of rounding. A missing value stays null here (see ``validate_batch``).
+    """
+    try:
+        return pa.array(_ints_decoder.decode(text), pa.int64()).cast(_DECIMAL)
+    except (msgspec.ValidationError, pa.ArrowInvalid, OverflowError):
+        pass  # not all integers, or one past int64 (too large anyway: left to the general way)
+    if _SHORT_DECIMALS.fullmatch(text) is not None:
+        return pa.array(_strings_decoder.decode(text), pa.string()).cast(_DECIMAL)
+    if b'"' in text and _VALUES.fullmatch(text) is None:
+        return None  # a string that is not a plain decimal, or one with an escape
+    try:
+        return pa.array(_values_decoder.decode(text), _DECIMAL)
+    except (msgspec.ValidationError, pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError):
+        return None
+
+
+def _string_offsets(strings: pa.StringArray) -> np.ndarray[Any, np.dtype[np.int64]]:
+    """Where each string of a fresh (unsliced) Arrow array starts, in UTF-8 bytes, and where the last ends."""
+    return np.frombuffer(strings.buffers()[1], np.int32, len(strings) + 1).astype(np.int64)  # type: ignore[arg-type]
+
+
 class EventValidator:
-    def __init__(self, view: CatalogView) -> None:
+    """Checks events against the catalog view and the contract's bounds.
+
+    ``clock`` is the instant "5 minutes ahead" is measured from and ``accepted_at``; give it
+    ``settings.clock``. The wall clock is the default.
+    """
+
+    def __init__(self, view: CatalogView, clock: Clock | None = None) -> None:
         self.view = view
+        self.clock: Clock = clock if clock is not None else SystemClock()
+        self._metric_sets: tuple[dict[str, dict[str, Any]], frozenset[str], frozenset[str]] = ({}, frozenset(),
+                                                                                                frozenset())
+
+    def _active_and_counting(self) -> tuple[frozenset[str], frozenset[str]]:
+        """The active metric keys and those of them that count events, kept until the view reloads.
+
+        One tuple attribute, replaced whole: a thread never sees one set of a new catalog with
+        the other of an old one. It holds the dict it was made from, so identity tells staleness.
+        """
+        metrics = self.view.metrics
+        seen, active, counting = self._metric_sets
+        if seen is not metrics:
+            active = frozenset(k for k, m in metrics.items() if m["status"] == "active")
+            counting = frozenset(k for k in active if metrics[k]["aggregation"] in _COUNTING)
+            self._metric_sets = (metrics, active, counting)
+        return active, counting
 
     def _check(self, e: EventIn, now_ms: int, prefix: str) -> tuple[int, Decimal, list[tuple[str, str]]]:  # noqa: PLR0912 - one branch per rule an event must meet
         if not (1 <= len(e.idempotency_key) <= MAX_KEY_LENGTH):
@@ -168,62 +297,70 @@ class EventValidator:
             props = [(k, _prop_text(v)) for k, v in e.properties.items() if v is not None]
         return ms, value, props
 
-    def validate_batch(self, body: bytes) -> tuple[list[Accepted], list[Rejected], pa.RecordBatch | None] | None:  # noqa: PLR0911 - one return per shape of answer
+    def validate_batch(self, body: bytes) -> tuple[list[Accepted], list[Rejected], pa.RecordBatch | None] | None:  # noqa: PLR0911 - one return per rule that sends the batch to the slow path
         """The columnar fast path for a batch body where every event is valid.
 
-        One msgspec decode of the whole batch, checks over columns, one Arrow batch. Returns
-        ``None`` if anything is off, and the caller takes the per-event path, which finds and
-        reports each bad event with its own code.
+        One msgspec decode of the whole batch (key length, property count, timestamp offset
+        checked there, in C), then checks over whole columns: set inclusion for customers and
+        metrics, one small decode of all values, Arrow's exact decimal conversion for the
+        places, min/max for the ranges. No Python runs per event. Returns ``None`` if anything
+        is off, and the caller takes the per-event path, which finds and reports each bad
+        event with its own code; an accepted batch is the one that path would build.
         """
         try:
-            events = _batch_decoder.decode(body).events
-            _batch_value_text.decode(body)
+            events = _fast_decoder.decode(body).events
         except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
             return None
         n = len(events)
-        if not 1 <= n <= MAX_BATCH:
+        view = self.view
+        view.refresh_if_stale()
+        active, counting = self._active_and_counting()
+        customer_ids = list(map(_CUSTOMER, events))
+        metric_keys = list(map(_METRIC, events))
+        if not (view.customers.issuperset(customer_ids) and active.issuperset(metric_keys)):
             return None
-        self.view.refresh_if_stale()
-        customers, metrics = self.view.customers, self.view.metrics
-        for e in events:
-            m = metrics.get(e.metric_key)
-            if (m is None or m["status"] != "active" or e.customer_id not in customers or e.value is None
-                    or e.timestamp.tzinfo is None or not (1 <= len(e.idempotency_key) <= MAX_KEY_LENGTH)
-                    or (e.properties is not None and (len(e.properties) > MAX_PROPERTIES
-                                                  or len(msgspec.json.encode(e.properties)) > MAX_PROPERTIES_BYTES))):
-                return None
-        now = time.time_ns() // 1_000_000
+        values = _values_column(b"[" + b",".join(map(_VALUE, events)) + b"]")
+        if values is None:
+            return None
         try:
-            # Straight from the Decimal objects: exact, and Arrow refuses more than 10 decimals
-            # instead of rounding. (Arrays of str(Decimal) texts convert ~100× slower here.)
-            values = pa.array([e.value for e in events], _DECIMAL)
-            stamps = pa.array([e.timestamp for e in events], _TS)
-        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError):
-            return None  # > 10 decimals, NaN, out of range: let the slow path name it
-        ms = stamps.cast(pa.int64()).to_numpy()
-        if (ms < 0).any() or (ms > now + FUTURE_MS).any():
+            stamps = pa.array(list(map(_TIMESTAMP, events)), _TS)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
             return None
-        if not pc.all(pc.less(pc.abs(values), pa.scalar(MAX_VALUE, pa.decimal128(38, 10)))).as_py():
+        if values.null_count:  # no value: 1 for a metric that counts, refused for one that sums
+            if not counting.issuperset(compress(metric_keys, values.is_null().to_pylist())):
+                return None
+            values = pc.fill_null(values, pa.scalar(Decimal(1), _DECIMAL))
+        low, high = pc.min_max(values).values()
+        if low.as_py() <= -MAX_VALUE or high.as_py() >= MAX_VALUE:
             return None
-        keys = [e.idempotency_key for e in events]
-        ids = event_ids_for(keys)
+        now = self.clock.now_ms()
+        first, last = pc.min_max(stamps).values()
+        if first.value < 0 or last.value > min(now + FUTURE_MS, MAX_MS - 1):
+            return None
+        properties = _fast_properties(list(map(_PROPERTIES, events)))
+        if properties is None:
+            return None
+        keys = list(map(_KEY, events))
+        id_column = event_id_array(keys)
+        ids = id_column.to_pylist()
         batch = pa.RecordBatch.from_arrays([
-            pa.array(ids, pa.string()),
+            id_column,
             pa.array(keys, pa.string()),
-            pa.array([e.customer_id for e in events], pa.string()),
-            pa.array([e.metric_key for e in events], pa.string()),
+            pa.array(customer_ids, pa.string()),
+            pa.array(metric_keys, pa.string()),
             values,
             stamps,
-            _properties_map(events),
-            pa.repeat(pa.scalar(now, pa.int64()), n).cast(_TS),
+            properties,
+            pa.repeat(pa.scalar(now, _TS), n),
         ], schema=_EVENT_SCHEMA)
-        return list(map(Accepted, range(n), ids, keys)), [], batch
+        # tuple.__new__ makes each Accepted in C (the named tuple's own __new__ is Python code).
+        return list(map(tuple.__new__, repeat(Accepted), zip(range(n), ids, keys, strict=True))), [], batch
 
     def validate(self, raws: list[bytes],
                  prefix_fmt: str = "events.{}.") -> tuple[list[Accepted], list[Rejected], pa.RecordBatch | None]:
         """Validate raw events one by one; return the accepted ones as one record batch."""
         self.view.refresh_if_stale()
-        now = time.time_ns() // 1_000_000
+        now = self.clock.now_ms()
         accepted: list[Accepted] = []
         rejected: list[Rejected] = []
         cols: dict[str, list[Any]] = {n: [] for n in _EVENT_SCHEMA.names}
