@@ -223,7 +223,7 @@ def _values_column(text: bytes) -> pa.Decimal128Array | None:
 
 def _string_offsets(strings: pa.StringArray) -> np.ndarray[Any, np.dtype[np.int64]]:
     """Where each string of a fresh (unsliced) Arrow array starts, in UTF-8 bytes, and where the last ends."""
-    return np.frombuffer(strings.buffers()[1], np.int32, len(strings) + 1).astype(np.int64)  # type: ignore[arg-type]
+    return np.frombuffer(strings.buffers()[1], np.int32, len(strings) + 1).astype(np.int64)
 
 
 class EventValidator:
