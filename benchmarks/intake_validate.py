@@ -64,8 +64,7 @@ def baseline_validator(view: CatalogView) -> Any:
     """An ``EventValidator`` of ``BASELINE`` that also uses that commit's ``event_ids_for``."""
     old_ids = _module_at(BASELINE, "core/ids.py", "_baseline_ids")
     old_intake = _module_at(BASELINE, "pipeline/intake.py", "_baseline_intake")
-    old_intake.event_ids_for = old_ids.event_ids_for
-    old_intake.event_id_for = old_ids.event_id_for
+    vars(old_intake).update(event_ids_for=old_ids.event_ids_for, event_id_for=old_ids.event_id_for)
     return old_intake.EventValidator(view)
 
 
