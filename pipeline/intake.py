@@ -212,7 +212,10 @@ def _values_column(text: bytes) -> pa.Decimal128Array | None:
     except (msgspec.ValidationError, pa.ArrowInvalid, OverflowError):
         pass  # not all integers, or one past int64 (too large anyway: left to the general way)
     if _SHORT_DECIMALS.fullmatch(text) is not None:
-        return pa.array(_strings_decoder.decode(text), pa.string()).cast(_DECIMAL)
+        try:
+            return pa.array(_strings_decoder.decode(text), pa.string()).cast(_DECIMAL)
+        except pa.ArrowInvalid:  # 28 digits at most always fit; were Arrow ever to refuse one, the general way
+            pass
     if b'"' in text and _VALUES.fullmatch(text) is None:
         return None  # a string that is not a plain decimal, or one with an escape
     try:
