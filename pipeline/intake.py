@@ -285,11 +285,13 @@ class EventValidator:
         elif not value.is_finite():
             raise InvalidInput("INVALID_DECIMAL", "Send a finite number.", f"{prefix}value")
         else:
+            # The range first: quantizing a value of 10^18 or more to 10 places needs more digits
+            # than the decimal context holds (InvalidOperation, not an answer).
+            if abs(value) >= MAX_VALUE:
+                raise InvalidInput("VALUE_OUT_OF_RANGE", "|value| must be below 10^18.", f"{prefix}value")
             exp = value.as_tuple().exponent
             if isinstance(exp, int) and exp < -MAX_PLACES and value != value.quantize(Decimal(1).scaleb(-MAX_PLACES)):
                 raise InvalidInput("INVALID_DECIMAL", "Use at most 10 decimal places.", f"{prefix}value")
-            if abs(value) >= MAX_VALUE:
-                raise InvalidInput("VALUE_OUT_OF_RANGE", "|value| must be below 10^18.", f"{prefix}value")
         props: list[tuple[str, str]] = []
         if e.properties:
             if len(e.properties) > MAX_PROPERTIES:

@@ -47,7 +47,7 @@ class Ingestion:
         self.settings = settings
         self.telemetry = telemetry
         self._view = CatalogView(engine)
-        self._validator = EventValidator(self._view)
+        self._validator = EventValidator(self._view, clock=settings.clock)
         # The usage store is opened here and shared: the API reads it (its own dependency).
         self.usage = UsageStore(settings)
 

@@ -250,3 +250,17 @@ def test_plain_decimal_strings_are_still_values(acme):
     r = c.post("/v1/events/backfill", json={"events": [event(f"plain{i}", v) for i, v in enumerate(values)]})
     assert r.status_code == 200, r.text
     assert compute(c)["data"][0]["quantity"] == 5 - 0.5 + 12.5 + 1000 + 7 + 0.5
+
+
+def test_a_huge_value_with_many_places_is_out_of_range_not_a_500(acme):
+    """10^18 with 11 places: the range is checked before the places (quantizing it overflows the context)."""
+    c, _ = acme
+    r = c.post("/v1/events/batch", json={"events": [
+        event("huge-1", value="1000000000000000000.00000000001"), event("fine-1", 5)]})
+    assert r.status_code == 207, r.text
+    results = r.json()["results"]
+    assert results[0]["error"]["code"] == "VALUE_OUT_OF_RANGE"
+    assert results[0]["error"]["field"] == "events.0.value"
+    assert results[1]["status"] == "queued"
+    r = c.post("/v1/events", json=event("huge-2", value="-1000000000000000000.00000000001"))
+    assert error_of(r) == (422, "VALUE_OUT_OF_RANGE", "value")
