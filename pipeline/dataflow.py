@@ -56,6 +56,7 @@ _DUP_SCHEMA = pa.schema([("idempotency_key", pa.string()), ("customer_id", pa.st
 COALESCE_ROWS = 50_000
 COALESCE_SECONDS = 0.1
 _MAX_RECORDS = 256
+_RESTART_FIRST_S, _RESTART_MAX_S = 0.5, 10.0  # a failed flow is started again after these (doubling)
 
 
 def _short_reason(exc: BaseException) -> str:
@@ -197,13 +198,33 @@ class Dataflow:
         self._thread.start()
 
     def _run(self, recovery: Path) -> None:
+        """Run the flow until asked to stop; a flow that fails is started again, with backoff.
+
+        A failure inside Bytewax (its recovery store cannot write a snapshot on a full disk,
+        the broker's partition errors) would otherwise stop ingestion until someone restarts
+        the process. Every event not yet stored is still in the log or the topic, and a new
+        flow resumes from the last snapshot and what the store holds, so starting again loses
+        nothing; while it waits, ``healthy()`` is false (``/readyz`` and 503s say why).
+        """
+        delay = _RESTART_FIRST_S
         try:
-            cli_main(self.build(), workers_per_process=self.workers, process_id=self.process_id, addresses=self.addresses,
-                     epoch_interval=timedelta(seconds=self.settings.epoch_seconds),
-                     recovery_config=RecoveryConfig(recovery))
-        except BaseException as exc:  # reported through /readyz
+            while not self.stopping.is_set():
+                try:
+                    cli_main(self.build(), workers_per_process=self.workers, process_id=self.process_id,
+                             addresses=self.addresses, epoch_interval=timedelta(seconds=self.settings.epoch_seconds),
+                             recovery_config=RecoveryConfig(recovery))
+                    return  # the sources ended: the flow was asked to stop
+                except Exception as exc:  # any failure of the flow: reported, then started again
+                    self.error = exc
+                    log.error("dataflow_failed", exc_info=exc, restart_in_s=delay)
+                if self.stopping.wait(delay):
+                    return
+                delay = min(delay * 2, _RESTART_MAX_S)
+                log.info("dataflow_restarting")
+                self.error = None
+        except BaseException as exc:  # interpreter shutdown and the like: reported through /readyz
             self.error = exc
-            log.error("dataflow_failed", exc_info=exc)
+            log.error("dataflow_stopped", exc_info=exc)
         finally:
             self.progress.alive = False
 
@@ -211,6 +232,10 @@ class Dataflow:
         self.stopping.set()
         if self._thread is not None:
             self._thread.join(timeout)
+
+    def running(self) -> bool:
+        """Whether the flow's thread runs (a failed flow waiting to start again still does)."""
+        return self._thread is not None and self._thread.is_alive()
 
     def healthy(self) -> bool:
         return self._thread is not None and self._thread.is_alive() and self.error is None

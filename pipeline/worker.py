@@ -136,8 +136,8 @@ def _handler(worker: Worker) -> type[BaseHTTPRequestHandler]:
 
 
 def wait_until_stopped(stop: threading.Event, worker: Worker) -> None:
-    """Block until ``stop`` is set or the dataflow dies (a dead dataflow ends the process: restart it)."""
+    """Block until ``stop`` is set or the dataflow's thread ends for good (then the process ends: restart it)."""
     while not stop.wait(0.5):
-        if not worker.dataflow.healthy() and worker.dataflow.error is not None:
+        if not worker.dataflow.running():
             log.error("worker_dataflow_died", error=str(worker.dataflow.error)[:500])
             return

@@ -747,6 +747,10 @@ def _schema_object(doc: dict[str, Any], schema: dict[str, Any] | None) -> dict[s
             schema = schema.get("items")
         else:
             options = [s for s in schema.get("oneOf", schema.get("anyOf", [])) if s.get("type") != "null"]
+            objects = [o for o in (_schema_object(doc, option) for option in options) if o is not None]
+            if len(objects) > 1:  # a tagged union (a plan's charges): one client struct covers every member
+                return {"properties": {k: v for o in objects for k, v in o["properties"].items()},
+                        "required": sorted(set.intersection(*(set(o.get("required", [])) for o in objects)))}
             schema = options[0] if options else None
     return None
 

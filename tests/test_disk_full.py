@@ -110,8 +110,11 @@ def test_full_disk_refuses_with_503_recovers_without_restart_and_loses_nothing(s
             def resumed() -> bool:
                 return _send(c, f"{run}-after-{time.monotonic_ns()}", acked, refused) == 202
 
-            wait_until(resumed, timeout=60, interval=0.5)
-            wait_until(lambda: c.get("/readyz").status_code == 200, timeout=60, interval=0.5)
+            try:
+                wait_until(resumed, timeout=60, interval=0.5)
+                wait_until(lambda: c.get("/readyz").status_code == 200, timeout=60, interval=0.5)
+            except AssertionError:  # say which part still refuses
+                raise AssertionError(f"still refused 60 s after space was freed; /readyz: {c.get('/readyz').text}") from None
             for i in range(3):
                 assert _send(c, f"{run}-later-{i}", acked, refused) == 202
             inv = c.post("/v1/invoices", json={"customer_id": "cust_acme", "cutoff_date": "2026-04-30T23:59:59Z"})

@@ -8,6 +8,7 @@ the same assertions; only ``embedded_settings`` differs.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ import pytest
 from abaxus.settings import Settings
 from conftest import ADMIN_KEY, _reset_pg
 from test_amendments import (  # noqa: F401 - collected again here
+    clock,
     live,
     test_a_pause_cuts_its_interval_out_of_the_invoice,
     test_a_prorated_plan_change_splits_the_period_and_credits_the_old_fee,
@@ -42,7 +44,11 @@ pytestmark = pytest.mark.postgres
 
 
 @pytest.fixture
-def embedded_settings(tmp_path: Path, pg_database: str) -> Settings:
+def embedded_settings(tmp_path: Path, pg_database: str, request: pytest.FixtureRequest) -> Settings:
+    """PostgreSQL settings; on the test's ``ManualClock`` when the test moves one (the amendment tests)."""
     _reset_pg(pg_database)
-    return Settings(data_dir=tmp_path / "data", database_url=pg_database, bootstrap_key=ADMIN_KEY,
-                    log_format="console", epoch_seconds=1.0)
+    settings = Settings(data_dir=tmp_path / "data", database_url=pg_database, bootstrap_key=ADMIN_KEY,
+                        log_format="console", epoch_seconds=1.0)
+    if "clock" in request.fixturenames:
+        settings = dataclasses.replace(settings, clock=request.getfixturevalue("clock"))
+    return settings
