@@ -36,8 +36,12 @@ def _crash_then_append(directory: str) -> None:
 
     async def scenario() -> tuple[int, int]:
         stuck = asyncio.ensure_future(intake.append(_PayloadThatAborts(b"x")))
-        await asyncio.sleep(0.2)
+        for _ in range(1_000):  # the append starts the flush task within its first steps
+            if intake._flush_task is not None:
+                break
+            await asyncio.sleep(0)
         assert intake._flush_task is not None
+        await asyncio.wait({intake._flush_task}, timeout=5)  # it dies on the payload
         assert (intake._flush_task.done(), stuck.done()) == (True, False)  # the flush died; the append waits
         stuck.cancel()
         return await asyncio.wait_for(intake.append(b"next"), 5)  # a new flush takes it
