@@ -22,6 +22,7 @@ from clickhouse_connect.driver.exceptions import DatabaseError
 from abaxus.settings import Settings
 from abaxus.store.usage import EVENT_SCHEMA, UsageStore
 from abaxus.store.usage_front import UsageFront
+from helpers import wait_until
 
 PASSWORD = "usage-secret"
 READ_KEY = "sk_test_" + "R" * 40
@@ -188,6 +189,9 @@ class TestAnalysts:
         assert "API key" in missing.text
 
     def test_a_runaway_query_is_stopped_while_inserts_go_on(self, analyst, full):
+        full.command("CREATE DATABASE IF NOT EXISTS front_t")
+        full.command("CREATE TABLE IF NOT EXISTS front_t.ev (k String, v UInt64, ts DateTime64(3, 'UTC')) "
+                     "ENGINE = ReplacingMergeTree ORDER BY k")
         failure: list[BaseException] = []
 
         def runaway() -> None:
@@ -199,7 +203,8 @@ class TestAnalysts:
         started = time.monotonic()
         worker = threading.Thread(target=runaway)
         worker.start()
-        time.sleep(0.1)
+        running = "SELECT count() FROM system.processes WHERE query LIKE '%sleep(3)%' AND query NOT LIKE '%processes%'"
+        wait_until(lambda: int(full.command(running)) > 0, timeout=5, interval=0.01)  # the runaway query is under way
         full.insert_arrow("front_t.ev", pa.table({"k": ["during"], "v": pa.array([1], pa.uint64()),
                                                   "ts": pa.array([0], pa.timestamp("ms", tz="UTC"))}))
         inserted_after = time.monotonic() - started
