@@ -6,6 +6,7 @@ afterwards; they skip, saying why, only when no server answers.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -37,14 +38,14 @@ def _pg_available() -> str | None:
         return f"PostgreSQL at 127.0.0.1:5432 did not answer ({exc.__class__.__name__}); start it to run these tests"
 
 
-@pytest.fixture(scope="session")
-def pg_database() -> Iterator[str]:
-    """A throwaway PostgreSQL database for this test session."""
+@contextlib.contextmanager
+def throwaway_pg_database(prefix: str = "abaxus_test") -> Iterator[str]:
+    """A new PostgreSQL database (its URL), dropped afterwards; skips when no server answers."""
     reason = _pg_available()
     if reason:
         pytest.skip(reason)
 
-    name = f"abaxus_test_{uuid.uuid4().hex[:12]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     admin = PG_ADMIN_URL.replace("+psycopg", "")
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
@@ -53,6 +54,13 @@ def pg_database() -> Iterator[str]:
     finally:
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    """A throwaway PostgreSQL database for this test session."""
+    with throwaway_pg_database() as url:
+        yield url
 
 
 def _reset_pg(url: str) -> None:

@@ -21,10 +21,9 @@ from typing import Any
 import clickhouse_connect
 import httpx
 import msgspec
-import psycopg
 import pytest
 
-from conftest import ADMIN_KEY, PG_ADMIN_URL, _pg_available
+from conftest import ADMIN_KEY, throwaway_pg_database
 from helpers import wait_until
 from kafka_broker import Broker
 from quickstart_bodies import CUSTOMER, JSON, METRIC, PLAN_JSON
@@ -39,18 +38,8 @@ APRIL = {"period_start": "2026-04-01T00:00:00Z", "period_end": "2026-04-30T23:59
 @pytest.fixture
 def pg_url() -> Iterator[str]:
     """A fresh PostgreSQL database that the replicas and the worker share."""
-    reason = _pg_available()
-    if reason:
-        pytest.skip(reason)
-    name = f"abaxus_split_{uuid.uuid4().hex[:12]}"
-    admin = PG_ADMIN_URL.replace("+psycopg", "")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with throwaway_pg_database("abaxus_split") as url:
+        yield url
 
 
 @pytest.fixture
