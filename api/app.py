@@ -13,12 +13,13 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 from litestar import Litestar
+from litestar.datastructures import State
 from litestar.di import Provide
 from sqlalchemy import Engine
 
 from abaxus import __version__
 from abaxus.api import dashboard
-from abaxus.api.auth import AuthMiddleware, RateLimiter
+from abaxus.api.auth import AuthMiddleware, KeyCache, RateLimiter
 from abaxus.api.contract import JsonNumberSchema, openapi_config
 from abaxus.api.errors import EXCEPTION_HANDLERS
 from abaxus.api.idempotency import IdempotencyMiddleware
@@ -139,11 +140,14 @@ def _lifespan(settings: Settings, engine: Engine, telemetry: Telemetry,
     return lifespan
 
 
-def create_app(settings: Settings | None = None, *, with_usage_front: bool = False) -> Litestar:
+def create_app(settings: Settings | None = None, *, with_usage_front: bool = False,
+               sole_api_process: bool | None = None) -> Litestar:
     """The app for ``settings`` (default: from the environment); nothing is opened until its lifespan starts.
 
     ``with_usage_front``: also serve the usage front (``abaxus serve`` does; tests and the
-    Quick Start, which run many apps, do not).
+    Quick Start, which run many apps, do not). ``sole_api_process``: every change of API keys
+    passes through this process, so found keys are cached (see ``KeyCache``); by default
+    true when embedded on SQLite without Kafka, where no other API process can exist.
     """
     settings = settings or Settings.from_env()
     configure_logging(settings.log_format)
@@ -153,16 +157,20 @@ def create_app(settings: Settings | None = None, *, with_usage_front: bool = Fal
     limiter = RateLimiter(settings.rate_limit_rpm, settings.rate_limit_storage, key_prefix=settings.rate_limit_prefix,
                           clock=settings.clock)
     handlers: list[Any] = [h for module in ROUTE_MODULES for h in module.ROUTES]
+    if sole_api_process is None:
+        sole_api_process = not settings.kafka_brokers and settings.resolved_database_url.startswith("sqlite")
+    keys = KeyCache() if sole_api_process else None
 
     return Litestar(
         route_handlers=handlers,
         dependencies={**dependencies(), "paging": Provide(paging, sync_to_thread=False)},
-        middleware=[LatencyMiddleware(telemetry), AuthMiddleware(engine, limiter),
+        middleware=[LatencyMiddleware(telemetry), AuthMiddleware(engine, limiter, keys),
                     IdempotencyMiddleware(engine, settings.clock)],
         exception_handlers=EXCEPTION_HANDLERS,
         openapi_config=openapi_config(__version__),
         plugins=[JsonNumberSchema()],
         lifespan=[_lifespan(settings, engine, telemetry, with_usage_front)],
+        state=State({"key_cache": keys}),
         request_max_body_size=6_000_000,
         debug=False,
     )

@@ -24,7 +24,7 @@ from abaxus.clock import Clock, SystemClock
 from abaxus.errors import AbaxusError, Forbidden, Unauthenticated
 from abaxus.logging import get_logger
 
-__all__ = ["AuthMiddleware", "RateDecision", "RateLimiter", "allowed_scopes"]
+__all__ = ["AuthMiddleware", "KeyCache", "RateDecision", "RateLimiter", "allowed_scopes"]
 
 _WARN_EVERY_S = 60  # at most one storage-unavailable warning a minute
 
@@ -70,6 +70,8 @@ class RateLimiter:
                  clock: Clock | None = None) -> None:
         self.per_minute = per_minute
         self.clock: Clock = clock or SystemClock()
+        # Counted in this process's memory: ``hit`` never blocks, so it may run on the event loop.
+        self.in_process = storage.startswith("memory://")
         self._item = RateLimitItemPerMinute(per_minute, namespace="requests")
         options: dict[str, float | str | bool] = {}
         if not storage.startswith("memory://"):
@@ -105,18 +107,64 @@ def _is_public(path: str) -> bool:
             or path == "/dashboard" or path.startswith("/dashboard/"))
 
 
-class AuthMiddleware(ASGIMiddleware):
-    """Finds the key in the metadata store (``engine``), counts the request in ``limiter``, checks the scope."""
+class KeyCache:
+    """Keys already found, by secret, so a request need not query the metadata store.
 
-    def __init__(self, engine: Engine, limiter: RateLimiter) -> None:
+    Only for a process through which every key change passes (embedded, one API process):
+    revoking a key clears the cache (``changed``), so a revoked key fails from that instant
+    (§2). A lookup that began before a change is not remembered after it (the generation
+    moved on), so a revocation racing a request cannot leave the old answer behind. Unknown
+    secrets are never remembered: a flood of them cannot grow the cache.
+    """
+
+    def __init__(self, max_keys: int = 10_000) -> None:
+        self._keys: dict[str, AuthenticatedKey] = {}
+        self._generation = 0
+        self._max = max_keys
+        self._lock = threading.Lock()
+
+    def get(self, secret: str) -> AuthenticatedKey | None:
+        return self._keys.get(secret)
+
+    def generation(self) -> int:
+        return self._generation
+
+    def remember(self, secret: str, key: AuthenticatedKey, generation: int) -> None:
+        with self._lock:
+            if generation == self._generation:
+                if len(self._keys) >= self._max:
+                    self._keys.clear()
+                self._keys[secret] = key
+
+    def changed(self) -> None:
+        """A key was revoked (or changed): forget every key, answer from the store again."""
+        with self._lock:
+            self._generation += 1
+            self._keys = {}
+
+
+class AuthMiddleware(ASGIMiddleware):
+    """Finds the key (in ``keys`` if given, else the metadata store), counts the request in ``limiter``, checks the scope.
+
+    With a cached key and an in-process rate limiter nothing here blocks, so the request
+    stays on the event loop (no worker-thread hop, no query): the ingest path's cost.
+    """
+
+    def __init__(self, engine: Engine, limiter: RateLimiter, keys: KeyCache | None = None) -> None:
         self.engine = engine
         self.limiter = limiter
+        self.keys = keys
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
         if scope["type"] != ScopeType.HTTP or _is_public(scope["path"]):
             await next_app(scope, receive, send)
             return
-        key, decision = await anyio.to_thread.run_sync(self._admit, _bearer_secret(scope))
+        secret = _bearer_secret(scope)
+        cached = self.keys.get(secret) if self.keys is not None else None
+        if cached is not None and self.limiter.in_process:
+            key, decision = cached, self.limiter.hit(cached.id)
+        else:
+            key, decision = await anyio.to_thread.run_sync(self._admit, secret)
         limit_headers = [] if decision is None else [
             (b"x-ratelimit-limit", str(self.limiter.per_minute).encode()),
             (b"x-ratelimit-remaining", str(decision.remaining).encode()),
@@ -141,9 +189,14 @@ class AuthMiddleware(ASGIMiddleware):
 
     def _admit(self, secret: str) -> tuple[AuthenticatedKey, RateDecision | None]:
         """Find the key, then count the request (one trip to a worker thread for both)."""
-        key = authenticate(self.engine, secret)
+        key = self.keys.get(secret) if self.keys is not None else None
         if key is None:
-            raise Unauthenticated()
+            generation = self.keys.generation() if self.keys is not None else 0
+            key = authenticate(self.engine, secret)
+            if key is None:
+                raise Unauthenticated()
+            if self.keys is not None:
+                self.keys.remember(secret, key, generation)
         return key, self.limiter.hit(key.id)
 
 

@@ -2,7 +2,7 @@
 
 Each part is its own dependency, named as a handler parameter: ``settings``, ``engine`` (the
 metadata store), ``telemetry``, ``ingestion``, ``usage`` (the usage store), ``invoicing``,
-``bulk`` and ``payments``. A handler calls that part's public methods, never another part's
+``bulk``, ``payments`` and ``key_cache`` (the auth's, if this process keeps one). A handler calls that part's public methods, never another part's
 internals (``Ingestion`` keeps its catalog view, log and dataflow private). ``Services`` is
 only the lifespan's record of what it opened and will close, kept on ``app.state.services``.
 
@@ -18,6 +18,7 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from sqlalchemy import Engine
 
+from abaxus.api.auth import KeyCache
 from abaxus.billing.invoices import Invoicing
 from abaxus.billing.jobs import BulkInvoicing
 from abaxus.billing.payments import Payments
@@ -89,8 +90,14 @@ def _payments(state: State) -> Payments:
     return services_of(state).payments
 
 
+def _key_cache(state: State) -> KeyCache | None:
+    cache: KeyCache | None = state.get("key_cache")
+    return cache
+
+
 def dependencies() -> dict[str, Provide]:
     """One ``Provide`` per part, by the parameter name handlers use."""
     providers = {"settings": _settings, "engine": _engine, "telemetry": _telemetry, "ingestion": _ingestion,
-                 "usage": _usage, "invoicing": _invoicing, "bulk": _bulk, "payments": _payments}
+                 "usage": _usage, "invoicing": _invoicing, "bulk": _bulk, "payments": _payments,
+                 "key_cache": _key_cache}
     return {name: Provide(fn, sync_to_thread=False) for name, fn in providers.items()}

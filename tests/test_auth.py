@@ -63,3 +63,30 @@ def test_public_endpoints_need_no_key(client):
     assert client.get("/healthz").json() == {"status": "ok"}
     assert client.get("/readyz").status_code == 200
     assert client.get("/schema/openapi.json").status_code == 200
+
+
+def test_a_key_used_many_times_fails_the_instant_it_is_revoked(client):
+    """The embedded app remembers found keys (no store query per request); revoking must still bite at once."""
+    secret = make_key(client, "ingest", "hot-key")
+    headers = {"Authorization": f"Bearer {secret}"}
+    for _ in range(5):  # found once in the store, then answered from memory
+        assert client.get("/v1/events", headers=headers).status_code == 200
+    key_id = next(k["id"] for k in client.get("/v1/api-keys").json()["data"] if k["name"] == "hot-key")
+    assert client.delete(f"/v1/api-keys/{key_id}").status_code == 200
+    assert error_of(client.get("/v1/events", headers=headers)) == (401, "UNAUTHENTICATED", None)
+    # Other keys still work, found in the store again.
+    assert client.get("/v1/metrics").status_code == 200
+
+
+def test_key_cache_forgets_a_lookup_that_raced_a_revocation():
+    from abaxus.api.auth import KeyCache  # noqa: PLC0415
+    from abaxus.billing.api_keys import AuthenticatedKey  # noqa: PLC0415
+
+    cache = KeyCache()
+    key = AuthenticatedKey("key_1", "admin", "live")
+    started = cache.generation()  # a lookup starts, reads the row (not revoked yet) ...
+    cache.changed()  # ... the key is revoked meanwhile ...
+    cache.remember("sk_live_x", key, started)  # ... and the stale answer arrives
+    assert cache.get("sk_live_x") is None
+    cache.remember("sk_live_x", key, cache.generation())
+    assert cache.get("sk_live_x") == key

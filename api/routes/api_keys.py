@@ -5,6 +5,7 @@ from __future__ import annotations
 from litestar import Response, delete, get, post
 from sqlalchemy import Engine
 
+from abaxus.api.auth import KeyCache
 from abaxus.api.contract import StrictBody, errors
 from abaxus.api.routes import Paging, page, run, typed
 from abaxus.billing.api_keys import create_key, list_keys, revoke_key
@@ -29,8 +30,12 @@ async def list_api_keys(paging: Paging, engine: Engine) -> Response[ApiKeyPage]:
 
 
 @delete("/v1/api-keys/{key_id:str}", tags=["api keys"], status_code=200, responses=errors(404))
-async def revoke_api_key(key_id: str, engine: Engine, settings: Settings) -> Response[ApiKeyOut]:
-    return typed(await run(revoke_key, engine, key_id, clock=settings.clock), ApiKeyOut)
+async def revoke_api_key(key_id: str, engine: Engine, settings: Settings,
+                         key_cache: KeyCache | None) -> Response[ApiKeyOut]:
+    revoked = await run(revoke_key, engine, key_id, clock=settings.clock)
+    if key_cache is not None:  # after the store changed: a lookup from now on finds it revoked
+        key_cache.changed()
+    return typed(revoked, ApiKeyOut)
 
 
 ROUTES = [create_api_key, list_api_keys, revoke_api_key]
