@@ -52,6 +52,7 @@ from abaxus.billing.payments import Payments
 from abaxus.billing.webhooks import WebhookDispatcher
 from abaxus.logging import configure_logging, get_logger
 from abaxus.pipeline.kafka_ingestion import KafkaIngestion
+from abaxus.pipeline.partitions import PartitionedLogIngestion, partitions_on_disk
 from abaxus.pipeline.service import EmbeddedIngestion, Ingestion
 from abaxus.settings import Settings
 from abaxus.store.metadata import migrate, open_engine
@@ -82,8 +83,17 @@ def open_metadata(settings: Settings, engine: Engine | None = None) -> Engine:
 def open_services(settings: Settings, engine: Engine, telemetry: Telemetry) -> Services:
     """Migrate the metadata store and open the ingestion pipeline (not started yet) and billing on it."""
     open_metadata(settings, engine)
-    # With a broker the events go to Kafka and workers store them; else the embedded log and dataflow.
-    ingestion: Ingestion = (KafkaIngestion if settings.kafka_brokers else EmbeddedIngestion)(settings, engine, telemetry)
+    # With a broker the events go to Kafka and workers store them; else the embedded log and
+    # dataflow, with a log partition per process when intake processes take events too.
+    ingestion: Ingestion
+    partitions = 1 if settings.kafka_brokers else max(settings.intake_processes + 1, settings.intake_partition + 1,
+                                                       partitions_on_disk(settings.data_dir))
+    if settings.kafka_brokers:
+        ingestion = KafkaIngestion(settings, engine, telemetry)
+    elif partitions > 1:
+        ingestion = PartitionedLogIngestion(settings, engine, telemetry, partitions)
+    else:
+        ingestion = EmbeddedIngestion(settings, engine, telemetry)
     invoicing = Invoicing(engine, ingestion.usage, ingestion.caught_up_as_of, clock=settings.clock)
     return Services(settings=settings, engine=engine, telemetry=telemetry, ingestion=ingestion, usage=ingestion.usage,
                     invoicing=invoicing, bulk=BulkInvoicing(engine, invoicing, clock=settings.clock),
@@ -108,7 +118,7 @@ def usage_front(settings: Settings, engine: Engine) -> UsageFront | None:
 
 
 def _lifespan(settings: Settings, engine: Engine, telemetry: Telemetry,
-              with_usage_front: bool) -> Callable[[Litestar], AbstractAsyncContextManager[None]]:
+              with_usage_front: bool, background: bool) -> Callable[[Litestar], AbstractAsyncContextManager[None]]:
     """Open every part at start-up and start the dataflow and interrupted bulk runs; close all at shutdown."""
 
     @asynccontextmanager
@@ -120,12 +130,13 @@ def _lifespan(settings: Settings, engine: Engine, telemetry: Telemetry,
             raise
         app.state.services = services
         # Outbound webhooks and alerts run beside the API, never inside a request.
-        background: list[WebhookDispatcher | AlertEvaluator] = [
-            WebhookDispatcher(engine, settings), AlertEvaluator(engine, services.usage, services.ingestion.metrics, settings)]
+        workers: list[WebhookDispatcher | AlertEvaluator] = [
+            WebhookDispatcher(engine, settings), AlertEvaluator(engine, services.usage, services.ingestion.metrics, settings),
+        ] if background else []
         front = usage_front(settings, engine) if with_usage_front else None
         try:
             services.start()
-            for worker in background:
+            for worker in workers:
                 worker.start()
             if front is not None:
                 front.start()
@@ -133,7 +144,7 @@ def _lifespan(settings: Settings, engine: Engine, telemetry: Telemetry,
         finally:
             if front is not None:
                 front.stop()
-            for worker in background:
+            for worker in workers:
                 worker.stop()
             services.close()
 
@@ -141,13 +152,15 @@ def _lifespan(settings: Settings, engine: Engine, telemetry: Telemetry,
 
 
 def create_app(settings: Settings | None = None, *, with_usage_front: bool = False,
-               sole_api_process: bool | None = None) -> Litestar:
+               sole_api_process: bool | None = None, background: bool = True) -> Litestar:
     """The app for ``settings`` (default: from the environment); nothing is opened until its lifespan starts.
 
     ``with_usage_front``: also serve the usage front (``abaxus serve`` does; tests and the
     Quick Start, which run many apps, do not). ``sole_api_process``: every change of API keys
     passes through this process, so found keys are cached (see ``KeyCache``); by default
-    true when embedded on SQLite without Kafka, where no other API process can exist.
+    true when embedded on SQLite without Kafka or intake processes, where no other API
+    process can exist. ``background``: run the webhook dispatcher and the alert evaluator
+    (an intake process leaves them to its owner).
     """
     settings = settings or Settings.from_env()
     configure_logging(settings.log_format)
@@ -158,7 +171,8 @@ def create_app(settings: Settings | None = None, *, with_usage_front: bool = Fal
                           clock=settings.clock)
     handlers: list[Any] = [h for module in ROUTE_MODULES for h in module.ROUTES]
     if sole_api_process is None:
-        sole_api_process = not settings.kafka_brokers and settings.resolved_database_url.startswith("sqlite")
+        sole_api_process = (not settings.kafka_brokers and settings.resolved_database_url.startswith("sqlite")
+                            and settings.intake_processes == 0 and settings.intake_partition == 0)
     keys = KeyCache() if sole_api_process else None
 
     return Litestar(
@@ -169,7 +183,7 @@ def create_app(settings: Settings | None = None, *, with_usage_front: bool = Fal
         exception_handlers=EXCEPTION_HANDLERS,
         openapi_config=openapi_config(__version__),
         plugins=[JsonNumberSchema()],
-        lifespan=[_lifespan(settings, engine, telemetry, with_usage_front)],
+        lifespan=[_lifespan(settings, engine, telemetry, with_usage_front, background)],
         state=State({"key_cache": keys}),
         request_max_body_size=6_000_000,
         debug=False,

@@ -2,8 +2,9 @@
 
 Each part is its own dependency, named as a handler parameter: ``settings``, ``engine`` (the
 metadata store), ``telemetry``, ``ingestion``, ``usage`` (the usage store), ``invoicing``,
-``bulk``, ``payments`` and ``key_cache`` (the auth's, if this process keeps one). A handler calls that part's public methods, never another part's
-internals (``Ingestion`` keeps its catalog view, log and dataflow private). ``Services`` is
+``bulk``, ``payments`` and ``key_cache`` (the auth's, if this process keeps one). A handler
+calls that part's public methods, never another part's internals (``Ingestion`` keeps its
+catalog view, log and dataflow private). ``Services`` is
 only the lifespan's record of what it opened and will close, kept on ``app.state.services``.
 
 A new part: a field here, its provider in ``dependencies``, its opening in

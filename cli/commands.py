@@ -20,6 +20,7 @@ from rich.table import Table
 
 from abaxus.api.app import create_app, open_metadata, usage_front
 from abaxus.billing.api_keys import any_keys, create_key
+from abaxus.cli.intake import IntakeProcesses, die_with_parent, shared_socket, usage_password
 from abaxus.cli.quickstart import run_quickstart
 from abaxus.logging import configure_logging
 from abaxus.pipeline.kafka import BrokerUnavailable
@@ -49,14 +50,17 @@ class Role(StrEnum):
     all = "all"
     api = "api"
     worker = "worker"
+    intake = "intake"
 
 
 @app.command()
 def serve(host: str = typer.Option(None, help="Listen address (default ABAXUS_HOST or 127.0.0.1)."),
           port: int = typer.Option(None, help="Port (default ABAXUS_PORT or 8080)."),
           role: Role = typer.Option(Role.all, help="all: everything in one process (embedded; with ABAXUS_KAFKA_BROKERS "
-                                    "the queue is Kafka). api: the HTTP API, events produced to Kafka. worker: the "
-                                    "dataflow from Kafka into the usage store."),
+                                    "the queue is Kafka; with ABAXUS_INTAKE_PROCESSES=N, N more processes take events "
+                                    "on the same port). api: the HTTP API, events produced to Kafka. worker: the "
+                                    "dataflow from Kafka into the usage store. intake: one of those N processes "
+                                    "(started by the server itself)."),
           workers: int = typer.Option(1, "--workers", "-w", min=1, help="Bytewax workers in this process (Kafka only)."),
           process_id: int | None = typer.Option(None, "--process-id", "-i", help="worker role: this process's index "
                                                 "in a multi-process Bytewax cluster (needs --addresses)."),
@@ -70,6 +74,9 @@ def serve(host: str = typer.Option(None, help="Listen address (default ABAXUS_HO
     if problem:
         console.print(f"[red]Configuration error:[/red] {problem}")
         raise typer.Exit(2)
+    if role is Role.intake:
+        _serve_intake(settings)
+        return
     if role is Role.worker:
         try:
             _serve_worker(settings, workers, process_id, addresses.split(";") if addresses else None)
@@ -86,8 +93,19 @@ def serve(host: str = typer.Option(None, help="Listen address (default ABAXUS_HO
     if keyless:
         console.print("No API key yet: in another shell run [bold]abaxus api-keys create --name admin[/bold] "
                       "(with the server stopped when embedded), or start with ABAXUS_BOOTSTRAP_KEY set.")
+    intake: IntakeProcesses | None = None
+    if role is Role.all and settings.intake_processes and not settings.kafka_brokers:
+        password = usage_password(settings)
+        settings = settings.with_(usage_password=password)
+        intake = IntakeProcesses(settings, settings.intake_processes, password)
     api = create_app(settings, with_usage_front=role is Role.all)
     api.on_startup.append(_tune_gc)  # after the lifespan opened the stores: their objects are frozen too
+    if intake is not None:  # once the usage front answers: the intake processes reach the store through it
+        console.print(f"{settings.intake_processes} intake process(es) take events on the same port.")
+        api.on_startup.append(lambda: intake.start())
+        api.on_shutdown.append(lambda: intake.stop())
+        _run_on_shared_port(api, settings)
+        return
     # All in one process with a broker: the API produces to Kafka and this process's own
     # worker stores from it (one owner of chDB); its health and metrics on ABAXUS_WORKER_PORT.
     try:
@@ -106,6 +124,21 @@ def serve(host: str = typer.Option(None, help="Listen address (default ABAXUS_HO
             usage.close()
 
 
+def _run_on_shared_port(api: Any, settings: Settings) -> None:
+    """Serve ``api`` on a socket the intake processes bind too (the kernel spreads connections)."""
+    sock = shared_socket(settings.host, settings.port)
+    server = uvicorn.Server(uvicorn.Config(api, log_level="warning", timeout_graceful_shutdown=10))
+    server.run(sockets=[sock])
+
+
+def _serve_intake(settings: Settings) -> None:
+    """One intake process: the API on the shared port, events into its own log partition."""
+    die_with_parent()
+    api = create_app(settings, sole_api_process=False, background=False)
+    api.on_startup.append(_tune_gc)
+    _run_on_shared_port(api, settings)
+
+
 def _colocated_worker(settings: Settings, workers: int) -> tuple[Worker, UsageStore]:
     usage = UsageStore(settings)
     worker = Worker(settings, usage, workers=workers)
@@ -113,8 +146,19 @@ def _colocated_worker(settings: Settings, workers: int) -> tuple[Worker, UsageSt
     return worker, usage
 
 
-def _role_problem(settings: Settings, role: Role, addresses: str | None) -> str | None:
+def _role_problem(settings: Settings, role: Role, addresses: str | None) -> str | None:  # noqa: PLR0911 - one answer per rule
     """Why this role cannot run with these settings (each answer says what to set), else None."""
+    if role is Role.intake:
+        if settings.intake_partition < 1 or not settings.clickhouse_url:
+            return ("--role intake is started by `abaxus serve` itself (ABAXUS_INTAKE_PROCESSES=N): it needs "
+                    "ABAXUS_INTAKE_PARTITION ≥ 1 and ABAXUS_CLICKHOUSE_URL (the owner's usage front).")
+        return None
+    if settings.intake_processes and (role is not Role.all or settings.kafka_brokers):
+        return ("ABAXUS_INTAKE_PROCESSES is for the embedded server (--role all, no ABAXUS_KAFKA_BROKERS); with Kafka, "
+                "run more --role api replicas instead.")
+    if settings.intake_processes and settings.usage_port is None and not settings.clickhouse_url:
+        return ("ABAXUS_INTAKE_PROCESSES needs the usage front (the intake processes reach chDB through it): leave "
+                "ABAXUS_USAGE_PORT on (a free port), or use a ClickHouse server (ABAXUS_CLICKHOUSE_URL).")
     if role is not Role.all and not settings.kafka_brokers:
         return f"--role {role.value} needs ABAXUS_KAFKA_BROKERS (host:port of the Kafka brokers)."
     if role is Role.api and not settings.clickhouse_url:

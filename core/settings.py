@@ -68,6 +68,12 @@ class Settings:
     # Password of the front's full-access user ``abaxus`` (API replicas use it in their
     # ABAXUS_CLICKHOUSE_URL); unset: only read keys get in, read-only.
     usage_password: str | None = None
+    # Extra HTTP intake processes of an embedded ``abaxus serve`` (0: one process). Each shares
+    # the port, validates and makes events durable in its own log partition, which the one
+    # process owning chDB reads with its own; they reach the usage store through its front.
+    intake_processes: int = 0
+    # Which log partition this process writes (0: the chDB owner's; set for intake processes).
+    intake_partition: int = 0
     dedup_window_seconds: int = 7 * 86400
     host: str = "127.0.0.1"
     port: int = 8080
@@ -174,6 +180,8 @@ class Settings:
             usage_host=get("ABAXUS_USAGE_HOST") or "127.0.0.1",
             usage_port=usage_port,
             usage_password=get("ABAXUS_USAGE_PASSWORD"),
+            intake_processes=integer("ABAXUS_INTAKE_PROCESSES", 0, 0),
+            intake_partition=integer("ABAXUS_INTAKE_PARTITION", 0, 0),
             intake_max_backlog_events=integer("ABAXUS_INTAKE_MAX_BACKLOG", 500_000, 1_000),
             intake_max_lag_seconds=float(int(m_lag.group(1)) * _UNITS[m_lag.group(2)]),
             data_dir=Path(get("ABAXUS_DATA_DIR") or "./abaxus-data"),

@@ -32,7 +32,7 @@ from abaxus.logging import get_logger
 from abaxus.pipeline.bloom import BloomFilter
 from abaxus.pipeline.dedup import DedupLogic, DedupResult
 from abaxus.pipeline.kafka import ResumingKafkaSource
-from abaxus.pipeline.log import IntakeLog, LogReader, Position
+from abaxus.pipeline.log import LOG_TOPIC, IntakeLog, LogReader, PeerLog, Position, decode_position, encode_position
 from abaxus.pipeline.progress import Progress
 from abaxus.pipeline.records import decode_record
 from abaxus.settings import Settings
@@ -69,9 +69,13 @@ def _short_reason(exc: BaseException) -> str:
 
 
 class _LogPartition(StatefulSourcePartition[Any, Position]):
-    def __init__(self, flow: Dataflow, resume: Position | None) -> None:
+    def __init__(self, flow: Dataflow, resume: Position | None, index: int = 0) -> None:
         self.flow = flow
-        committed = flow.committed_position()
+        self.index = index
+        self.reader = flow.readers[index]
+        committed = flow.committed_position() if index == 0 else (0, 0)
+        if flow.recorded:  # how far the store holds this partition (the sink records it there)
+            committed = max(committed, decode_position(flow.usage.stored_offsets(LOG_TOPIC).get(index, 0)))
         start: Position = (resume[0], resume[1]) if resume else (0, 0)  # a snapshot may come back as a list
         self.position: Position = max(start, committed)
         self.read_position: Position = self.position
@@ -80,8 +84,7 @@ class _LogPartition(StatefulSourcePartition[Any, Position]):
         self.idle = False
 
     def next_batch(self) -> list[Any]:
-        reader = self.flow.reader
-        assert reader is not None  # this partition reads the local log
+        reader = self.reader
         if len(self.held) < _MAX_RECORDS:
             records, _ = reader.read(self.read_position, max_records=_MAX_RECORDS - len(self.held))
             if records:
@@ -102,7 +105,10 @@ class _LogPartition(StatefulSourcePartition[Any, Position]):
             self.idle = True  # look again in 10 ms
             return []
         self.idle = False
-        out = [("all", item) for item in self.held]
+        if self.flow.recorded:  # positions as the store records them: (partition, offset after the record)
+            out = [("all", (b, (self.index, encode_position(p)), bf)) for b, p, bf in self.held]
+        else:
+            out = [("all", item) for item in self.held]
         self.position = self.held[-1][1]
         self.held = []
         return out
@@ -121,10 +127,11 @@ class _LogSource(FixedPartitionedSource[Any, Position]):
         self.flow = flow
 
     def list_parts(self) -> list[str]:
-        return ["log"]
+        # "log" is this process's own log (the name recovery state of one-process data dirs has).
+        return ["log"] + [f"log-{i}" for i in range(1, len(self.flow.readers))]
 
     def build_part(self, step_id: str, for_part: str, resume_state: Position | None) -> _LogPartition:
-        return _LogPartition(self.flow, resume_state)
+        return _LogPartition(self.flow, resume_state, 0 if for_part == "log" else int(for_part.split("-")[1]))
 
 
 class _StoreSinkPartition(StatelessSinkPartition[DedupResult]):
@@ -147,15 +154,18 @@ class _StoreSink(DynamicSink[DedupResult]):
 class Dataflow:
     """Owns the running flow: start, stop, health, progress.
 
-    One flow definition for both inputs: the local intake log (``intake`` given: embedded,
-    one process) or the Kafka topic (``intake`` None: a worker of the split topology). Only
-    the input step and what the sink records after an insert differ: the log's committed
-    position and this process's ``Progress``, or the stored offsets per partition (and the
-    insert in flight) in the usage store, where API replicas read them.
+    One flow definition for every input: the local intake log (``intake`` given: embedded),
+    with the log partitions of intake processes beside it (``peers``), or the Kafka topic
+    (``intake`` None: a worker of the split topology). Only the input step and what the sink
+    records after an insert differ: the log's committed position and this process's
+    ``Progress`` (one log, one process), or — when other processes accept events — the
+    stored offsets per partition (and the insert in flight) in the usage store, where those
+    processes read them (``recorded``).
     """
 
     def __init__(self, settings: Settings, usage: UsageStore, intake: IntakeLog | None, telemetry: Telemetry,
-                 *, workers: int = 1, process_id: int | None = None, addresses: list[str] | None = None) -> None:
+                 *, workers: int = 1, process_id: int | None = None, addresses: list[str] | None = None,
+                 peers: list[PeerLog] | None = None) -> None:
         self.settings = settings
         self.clock = settings.clock
         self.usage = usage
@@ -163,8 +173,12 @@ class Dataflow:
         if intake is None and not settings.kafka_brokers:
             raise ValueError("a dataflow without the local log reads Kafka: set ABAXUS_KAFKA_BROKERS")
         self.workers, self.process_id, self.addresses = workers, process_id, addresses
-        self.reader = LogReader(intake) if intake is not None else None
+        self.readers = [LogReader(intake), *(LogReader(p) for p in peers or [])] if intake is not None else []
+        self.reader = self.readers[0] if self.readers else None
+        self.recorded = self.kafka or len(self.readers) > 1
+        self.topic = settings.kafka_topic if self.kafka else LOG_TOPIC
         self._trimmed_below = 0
+        self._peers_trimmed_below: dict[int, int] = {}
         self.telemetry = telemetry
         self.stopping = threading.Event()
         self.pipeline_dir = settings.data_dir / "pipeline"
@@ -295,6 +309,16 @@ class Dataflow:
             self.reader.log.delete_before(position[0])
             self._trimmed_below = position[0]
 
+    def _trim_partitions(self, ends: dict[int, int]) -> None:
+        """Drop the log segments of each partition wholly behind what the store now holds."""
+        for index, end in ends.items():
+            position = decode_position(end)
+            if index == 0:
+                self._commit(position)
+            elif position[0] > self._peers_trimmed_below.get(index, 0):
+                self.readers[index].log.delete_before(position[0])
+                self._peers_trimmed_below[index] = position[0]
+
     def _to_event_rows(self, kept: list[pa.RecordBatch], now: datetime) -> pa.Table:
         table = pa.Table.from_batches(kept)
         n = table.num_rows
@@ -338,15 +362,18 @@ class Dataflow:
         for attempt in retrying:
             with attempt:
                 self._store_once(kept, dropped, attempt.retry_state.attempt_number, worker)
-        if self.kafka:
+        if self.recorded:
             if items:  # markers too: an API replica waits for the offsets past its markers
                 ends: dict[int, int] = {}
+                after = 1 if self.kafka else 0  # a Kafka message's own offset; a log record's end
                 for r in items:
-                    ends[r.position[0]] = max(ends.get(r.position[0], 0), r.position[1] + 1)
+                    ends[r.position[0]] = max(ends.get(r.position[0], 0), r.position[1] + after)
                 for attempt in Retrying(retry=retry_if_exception_type(Exception), sleep=pause, reraise=True,
                                         wait=wait_exponential(multiplier=0.5, max=2.0), stop=lambda _: self.stopping.is_set()):
                     with attempt:
-                        self.usage.record_offsets(self.settings.kafka_topic, ends, self.clock.now_ms())
+                        self.usage.record_offsets(self.topic, ends, self.clock.now_ms())
+                if not self.kafka:
+                    self._trim_partitions(ends)
             return
         for r in items:
             kept_keys = set(r.kept.column("idempotency_key").to_pylist()) if r.backfill else None
@@ -357,7 +384,8 @@ class Dataflow:
     def _store_once(self, kept: list[pa.RecordBatch], dropped: list[pa.RecordBatch], attempt: int, worker: str) -> None:
         """One insert; a failure sets ``store_problem`` (and the stalled signal from the second on).
 
-        With Kafka the insert in flight is announced in the store first (API replicas take a
+        When progress is recorded in the store (Kafka, or log partitions of several
+        processes) the insert in flight is announced there first (API processes take a
         usage watermark only below it) and the pending voids are read again: a void an API
         replica registered before its barrier applies to every event read after it.
         """
@@ -365,7 +393,7 @@ class Dataflow:
         now = datetime.fromtimestamp(stamp / 1000, tz=UTC)
         self.progress.inserting(stamp)
         try:
-            if self.kafka and (kept or dropped):
+            if self.recorded and (kept or dropped):
                 self.usage.mark_inflight(worker, stamp)
                 self.pending_voids = self.usage.pending_voids()
             if kept:
@@ -378,7 +406,7 @@ class Dataflow:
                     "idempotency_key": d.column("idempotency_key"), "customer_id": d.column("customer_id"),
                     "metric_key": d.column("metric_key"),
                     "received_at": d.column("accepted_at")}, schema=_DUP_SCHEMA))
-            if self.kafka and (kept or dropped):
+            if self.recorded and (kept or dropped):
                 self.usage.mark_inflight(worker, 0)
             if attempt > 1:
                 log.info("usage_store_recovered", failed_attempts=attempt - 1)

@@ -33,7 +33,7 @@ from abaxus.pipeline.service import BACKFILL_TIMEOUT_S, CATCH_UP_TIMEOUT_S, RETR
 from abaxus.settings import Settings
 from abaxus.telemetry import Telemetry
 
-__all__ = ["KafkaIngestion"]
+__all__ = ["KafkaIngestion", "RecordedIngestion"]
 
 log = get_logger("abaxus.ingestion.kafka")
 
@@ -54,16 +54,17 @@ class _Acknowledged:
         self._by_partition: dict[int, collections.deque[tuple[int, int, int]]] = collections.defaultdict(collections.deque)
         self._events = 0
 
-    def add(self, partition: int, offset: int, at_ms: int, events: int) -> None:
+    def add(self, partition: int, stored_at: int, at_ms: int, events: int) -> None:
+        """``events`` acknowledged at ``at_ms``, stored once ``partition``'s stored offset reaches ``stored_at``."""
         with self._lock:
-            self._by_partition[partition].append((offset, at_ms, events))
+            self._by_partition[partition].append((stored_at, at_ms, events))
             self._events += events
 
     def stored(self, next_offsets: dict[int, int]) -> None:
         with self._lock:
             for partition, queue in self._by_partition.items():
                 end = next_offsets.get(partition, 0)
-                while queue and queue[0][0] < end:
+                while queue and queue[0][0] <= end:
                     self._events -= queue.popleft()[2]
 
     def events(self) -> int:
@@ -76,18 +77,21 @@ class _Acknowledged:
             return min(heads) if heads else None
 
 
-class KafkaIngestion(Ingestion):
-    """``Ingestion`` over a Kafka topic; the dataflow runs in ``abaxus serve --role worker``."""
+class RecordedIngestion(Ingestion):
+    """``Ingestion`` of a process that does not run the dataflow's sink, or not alone.
 
-    def __init__(self, settings: Settings, engine: Engine, telemetry: Telemetry) -> None:
+    Whoever stores the events records in the usage store how far each partition of
+    ``topic`` is stored (and its insert in flight); this process waits on those records.
+    A queue provides ``submit`` (the stored offsets that mean "this request is stored",
+    by partition) and ``_barrier_targets`` (the same for everything acknowledged so far).
+    """
+
+    def __init__(self, settings: Settings, engine: Engine, telemetry: Telemetry, topic: str) -> None:
         super().__init__(settings, engine, telemetry)
-        assert settings.kafka_brokers is not None
-        self.queue = KafkaQueue(settings.kafka_brokers, settings.kafka_topic, settings.kafka_partitions)
-        self.topic = settings.kafka_topic
+        self.topic = topic
         self._acknowledged = _Acknowledged()
         self._stop = threading.Event()
-        self._refresher = threading.Thread(target=self._refresh, name="abaxus-kafka-backlog", daemon=True)
-        self._reachable: tuple[float, str | None] = (0.0, None)
+        self._refresher = threading.Thread(target=self._refresh, name="abaxus-stored-offsets", daemon=True)
 
     def start(self) -> None:
         self._refresher.start()
@@ -96,8 +100,15 @@ class KafkaIngestion(Ingestion):
         self._stop.set()
         if self._refresher.is_alive():
             self._refresher.join(2)
-        self.queue.close()
         super().stop()
+
+    async def submit(self, batch: pa.RecordBatch, *, backfill: bool = False) -> dict[int, int]:
+        """Make the batch durable; the stored offset, by partition, at which all of it is stored."""
+        raise NotImplementedError
+
+    def _barrier_targets(self, timeout: float) -> dict[int, int]:
+        """The stored offsets, by partition, past everything acknowledged before this call."""
+        raise NotImplementedError
 
     def _refresh(self) -> None:
         while not self._stop.wait(_REFRESH_S):
@@ -114,38 +125,10 @@ class KafkaIngestion(Ingestion):
         oldest = self._acknowledged.oldest_ms()
         return 0.0 if oldest is None else max(0.0, (self.settings.clock.now_ms() - oldest) / 1000)
 
-    def health(self) -> dict[str, str | None]:
-        """The usage store and the broker; the workers' dataflow reports on its own port (``/readyz`` there)."""
-        usage = None if self.usage.healthy() else "the usage store does not answer queries"
-        checked, problem = self._reachable
-        if time.monotonic() - checked > _PROBE_EVERY_S:
-            problem = self.queue.reachable(timeout=1.0)
-            self._reachable = (time.monotonic(), problem)
-        return {"usage_store": usage, "queue": problem, "dataflow": None}
-
-    # ---- intake -----------------------------------------------------------------------------
-    async def submit(self, batch: pa.RecordBatch, *, backfill: bool = False) -> list[tuple[int, int]]:
-        """Produce the batch, one record per partition; ``(partition, offset)`` of each once all are acknowledged."""
-        if self.queue.problem is not None:
-            self.telemetry.intake_refused.labels("broker_unavailable").inc()
-            raise Unavailable("NOT_READY", f"Cannot queue events: {self.queue.problem}; nothing was accepted. Retry shortly.",
-                              headers=RETRY)
-        self._refuse_if_overloaded()
-        parts = split_by_partition(batch, self.queue.partitions)
-        futures = self.queue.produce([(p, encode_record(b, backfill=backfill), KIND_EVENTS) for p, b in parts])
-        try:
-            offsets = await asyncio.wait_for(asyncio.gather(*(asyncio.wrap_future(f) for f in futures)),
-                                             timeout=DELIVERY_TIMEOUT_MS / 1000 + 1)
-        except (BrokerUnavailable, TimeoutError) as exc:
-            self.telemetry.intake_refused.labels("broker_unavailable").inc()
-            partial = sum(1 for f in futures if f.done() and f.exception() is None)
-            log.warning("kafka_produce_failed", error=str(exc)[:300], parts=len(parts), delivered=partial)
-            raise Unavailable("NOT_READY", f"The broker did not acknowledge the events ({exc}); retry with the same "
-                              "idempotency keys: any event that did reach it is counted once.", headers=RETRY) from None
+    def _acknowledge(self, targets: dict[int, int], parts: list[pa.RecordBatch]) -> None:
         at = self.settings.clock.now_ms()
-        for (partition, offset), (_, part) in zip(offsets, parts, strict=True):
-            self._acknowledged.add(partition, offset, at, part.num_rows)
-        return list(offsets)
+        for (partition, stored_at), part in zip(targets.items(), parts, strict=True):
+            self._acknowledged.add(partition, stored_at, at, part.num_rows)
 
     async def backfill(self, batch: pa.RecordBatch) -> set[str]:
         """Produce, wait until the workers stored past every part, then tell stored from duplicate keys.
@@ -153,8 +136,7 @@ class KafkaIngestion(Ingestion):
         A key is stored by this request when the dataflow recorded fewer duplicates of it at
         this request's acceptance instant than the request holds copies of it.
         """
-        offsets = await self.submit(batch, backfill=True)
-        targets = {p: o + 1 for p, o in offsets}
+        targets = await self.submit(batch, backfill=True)
         try:
             await asyncio.to_thread(self._wait_offsets, targets, BACKFILL_TIMEOUT_S)
         except TimeoutError:
@@ -182,17 +164,10 @@ class KafkaIngestion(Ingestion):
         self._wait(stored, timeout, "the workers have not stored every partition up to the barrier")
 
     def _barrier(self, timeout: float) -> None:
-        """Wait until everything any replica had acknowledged before now is stored."""
+        """Wait until everything any process had acknowledged before now is stored."""
         deadline = time.monotonic() + timeout
-        while True:  # a producer replaced after an outage fails its first markers at once: try again
-            try:
-                markers = self.queue.markers(max(0.1, min(deadline - time.monotonic(), DELIVERY_TIMEOUT_MS / 1000 + 1)))
-                break
-            except (BrokerUnavailable, TimeoutError) as exc:
-                if time.monotonic() + _MARKER_RETRY_S >= deadline:
-                    raise TimeoutError(f"the broker did not take the barrier's markers ({str(exc) or 'no answer'})") from None
-                time.sleep(_MARKER_RETRY_S)
-        self._wait_offsets({p: o + 1 for p, o in markers.items()}, max(0.0, deadline - time.monotonic()))
+        targets = self._barrier_targets(timeout)
+        self._wait_offsets(targets, max(0.0, deadline - time.monotonic()))
 
     def caught_up_as_of(self, timeout: float = CATCH_UP_TIMEOUT_S) -> int:
         """See ``Ingestion.caught_up_as_of``: a barrier, then a watermark below every insert still in flight."""
@@ -218,3 +193,62 @@ class KafkaIngestion(Ingestion):
     def _wait_current(self, timeout: float) -> None:
         self._barrier(timeout)
 
+
+
+class KafkaIngestion(RecordedIngestion):
+    """``Ingestion`` over a Kafka topic; the dataflow runs in ``abaxus serve --role worker``."""
+
+    def __init__(self, settings: Settings, engine: Engine, telemetry: Telemetry) -> None:
+        super().__init__(settings, engine, telemetry, settings.kafka_topic)
+        assert settings.kafka_brokers is not None
+        self.queue = KafkaQueue(settings.kafka_brokers, settings.kafka_topic, settings.kafka_partitions)
+        self._reachable: tuple[float, str | None] = (0.0, None)
+
+    def stop(self) -> None:
+        super().stop()
+        self.queue.close()
+
+    def health(self) -> dict[str, str | None]:
+        """The usage store and the broker; the workers' dataflow reports on its own port (``/readyz`` there)."""
+        usage = None if self.usage.healthy() else "the usage store does not answer queries"
+        checked, problem = self._reachable
+        if time.monotonic() - checked > _PROBE_EVERY_S:
+            problem = self.queue.reachable(timeout=1.0)
+            self._reachable = (time.monotonic(), problem)
+        return {"usage_store": usage, "queue": problem, "dataflow": None}
+
+    # ---- intake -----------------------------------------------------------------------------
+    async def submit(self, batch: pa.RecordBatch, *, backfill: bool = False) -> dict[int, int]:
+        """Produce the batch, one record per partition; once all are acknowledged, the offset after each."""
+        if self.queue.problem is not None:
+            self.telemetry.intake_refused.labels("broker_unavailable").inc()
+            raise Unavailable("NOT_READY", f"Cannot queue events: {self.queue.problem}; nothing was accepted. Retry shortly.",
+                              headers=RETRY)
+        self._refuse_if_overloaded()
+        parts = split_by_partition(batch, self.queue.partitions)
+        futures = self.queue.produce([(p, encode_record(b, backfill=backfill), KIND_EVENTS) for p, b in parts])
+        try:
+            offsets = await asyncio.wait_for(asyncio.gather(*(asyncio.wrap_future(f) for f in futures)),
+                                             timeout=DELIVERY_TIMEOUT_MS / 1000 + 1)
+        except (BrokerUnavailable, TimeoutError) as exc:
+            self.telemetry.intake_refused.labels("broker_unavailable").inc()
+            partial = sum(1 for f in futures if f.done() and f.exception() is None)
+            log.warning("kafka_produce_failed", error=str(exc)[:300], parts=len(parts), delivered=partial)
+            raise Unavailable("NOT_READY", f"The broker did not acknowledge the events ({exc}); retry with the same "
+                              "idempotency keys: any event that did reach it is counted once.", headers=RETRY) from None
+        targets = {partition: offset + 1 for partition, offset in offsets}
+        self._acknowledge(targets, [part for _, part in parts])
+        return targets
+
+    def _barrier_targets(self, timeout: float) -> dict[int, int]:
+        """A marker produced into every partition: stored past it, a partition holds all acknowledged before."""
+        deadline = time.monotonic() + timeout
+        while True:  # a producer replaced after an outage fails its first markers at once: try again
+            try:
+                markers = self.queue.markers(max(0.1, min(deadline - time.monotonic(), DELIVERY_TIMEOUT_MS / 1000 + 1)))
+                break
+            except (BrokerUnavailable, TimeoutError) as exc:
+                if time.monotonic() + _MARKER_RETRY_S >= deadline:
+                    raise TimeoutError(f"the broker did not take the barrier's markers ({str(exc) or 'no answer'})") from None
+                time.sleep(_MARKER_RETRY_S)
+        return {p: o + 1 for p, o in markers.items()}

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import fcntl
+import mmap
 import os
 import struct
 import threading
@@ -30,7 +32,19 @@ from pathlib import Path
 
 from abaxus.logging import get_logger
 
-__all__ = ["IntakeLog", "LogReader", "LogWriteError", "Position"]
+__all__ = [
+    "LOG_TOPIC",
+    "DurableMark",
+    "IntakeLog",
+    "LogInUse",
+    "LogReader",
+    "LogWriteError",
+    "PeerLog",
+    "Position",
+    "decode_position",
+    "encode_position",
+    "read_durable_mark",
+]
 
 Position = tuple[int, int]
 _HEADER = struct.Struct("<II")
@@ -41,8 +55,67 @@ MIN_FREE_BYTES = 8 * 1024 * 1024
 log = get_logger("abaxus.intake_log")
 
 
+# The name the log partitions' stored offsets go by in abaxus.intake_offsets; '~' is not a
+# legal Kafka topic character, so it can never be a topic's.
+LOG_TOPIC = "~intake-log"
+_OFFSET_BITS = 40  # a segment is at most 1 TiB: (segment, byte) packs into one growing integer
+
+
+def encode_position(position: Position) -> int:
+    """A log position as one integer that grows with the log (what ``intake_offsets`` holds)."""
+    return (position[0] << _OFFSET_BITS) | position[1]
+
+
+def decode_position(value: int) -> Position:
+    return (value >> _OFFSET_BITS, value & ((1 << _OFFSET_BITS) - 1))
+
+
 class LogWriteError(OSError):
     """A group of records could not be made durable; none of them was acknowledged."""
+
+
+class LogInUse(RuntimeError):
+    """Another process writes this log (each partition has exactly one writer)."""
+
+
+_MARK = struct.Struct("<QQQ")  # sequence, segment, offset
+_SEQ = struct.Struct("<Q")
+_POSITION = struct.Struct("<QQ")
+
+
+class DurableMark:
+    """A log's durable end, shared with other processes through a memory-mapped file.
+
+    The writer publishes after every fsync and before any append of that group is answered,
+    so a reader that sees position P knows every record before P is acknowledged-or-durable,
+    and never reads past what is durable. A sequence number (odd while writing) lets readers
+    skip a half-written value; the value lives only while processes run: a reopened log
+    publishes its (checked) length again.
+    """
+
+    def __init__(self, path: Path) -> None:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            if os.fstat(fd).st_size < _MARK.size:
+                os.ftruncate(fd, _MARK.size)
+            self._map = mmap.mmap(fd, _MARK.size)
+        finally:
+            os.close(fd)
+
+    def publish(self, position: Position) -> None:
+        seq = _SEQ.unpack_from(self._map, 0)[0] | 1  # odd: a reader arriving now tries again
+        _SEQ.pack_into(self._map, 0, seq)
+        _POSITION.pack_into(self._map, _SEQ.size, *position)
+        _SEQ.pack_into(self._map, 0, seq + 1)
+
+    def read(self) -> Position:
+        while True:
+            seq, segment, offset = _MARK.unpack_from(self._map, 0)
+            if not seq & 1 and _MARK.unpack_from(self._map, 0)[0] == seq:
+                return (segment, offset)
+
+    def close(self) -> None:
+        self._map.close()
 
 
 def _segment_path(directory: Path, index: int) -> Path:
@@ -93,10 +166,20 @@ def write_fully(fd: int, data: bytes | bytearray | memoryview, offset: int) -> N
 class IntakeLog:
     """Appends records durably; ``await append(payload)`` returns once it is fsync'd."""
 
-    def __init__(self, directory: Path, segment_bytes: int = SEGMENT_BYTES) -> None:
+    def __init__(self, directory: Path, segment_bytes: int = SEGMENT_BYTES, *, shared: bool = False) -> None:
+        """``shared``: other processes read this log (a partition of several): take the writer's
+        lock (``LogInUse`` if another process holds it) and publish the durable end (``durable.mark``)."""
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True)
         self.segment_bytes = segment_bytes
+        self._writer_lock: int | None = None
+        if shared:
+            self._writer_lock = os.open(directory / "writer.lock", os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(self._writer_lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(self._writer_lock)
+                raise LogInUse(f"another process writes the intake log in {directory}") from None
         segments = _segments(directory) or [0]
         self._segment = segments[-1]
         path = _segment_path(directory, self._segment)
@@ -107,6 +190,9 @@ class IntakeLog:
             os.ftruncate(self._fd, valid)
             os.fsync(self._fd)
         self._durable: Position = (self._segment, valid)
+        self._mark = DurableMark(directory / "durable.mark") if shared else None
+        if self._mark is not None:
+            self._mark.publish(self._durable)
         self._pending: list[tuple[bytes, asyncio.Future[Position]]] = []
         self._flushing = False
         self._flush_task: asyncio.Task[None] | None = None
@@ -206,6 +292,8 @@ class IntakeLog:
                 self._failed(exc)
                 raise LogWriteError(exc.errno or errno.EIO, f"intake log write failed: {exc}") from exc
             self._durable = (self._segment, start + len(buf))
+            if self._mark is not None:  # before any of the group is answered (see DurableMark)
+                self._mark.publish(self._durable)
             if self.problem is not None:
                 log.info("intake_log_recovered", after=self.problem)
                 self.problem = None
@@ -263,6 +351,10 @@ class IntakeLog:
             self._changed.notify_all()
         with self._lock:
             os.close(self._fd)
+            if self._mark is not None:
+                self._mark.close()
+            if self._writer_lock is not None:
+                os.close(self._writer_lock)  # releases the writer's lock
 
     def delete_before(self, segment: int) -> None:
         """Drop whole segments the dataflow has committed past."""
@@ -285,10 +377,48 @@ class IntakeLog:
         return max(0, total)
 
 
+class PeerLog:
+    """Another process's log partition, as its reader (the chDB owner) sees it: read-only.
+
+    The durable end comes from the writer's ``DurableMark``; segments the usage store holds
+    are deleted here, as for the reader's own log.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
+        self._mark = DurableMark(directory / "durable.mark")
+
+    @property
+    def durable_position(self) -> Position:
+        return self._mark.read()
+
+    def delete_before(self, segment: int) -> None:
+        """Drop whole segments the dataflow has committed past (never the writer's current one)."""
+        for index in _segments(self.directory):
+            if index < min(segment, self.durable_position[0]):
+                _segment_path(self.directory, index).unlink(missing_ok=True)
+
+    def close(self) -> None:
+        self._mark.close()
+
+
+def read_durable_mark(directory: Path) -> Position:
+    """The durable end a partition's writer last published ((0, 0) before it ever wrote)."""
+    path = directory / "durable.mark"
+    if not path.exists():
+        return (0, 0)
+    mark = DurableMark(path)
+    try:
+        return mark.read()
+    finally:
+        mark.close()
+
+
 class LogReader:
     """Reads whole records from a position up to the log's durable end."""
 
-    def __init__(self, log: IntakeLog) -> None:
+    def __init__(self, log: IntakeLog | PeerLog) -> None:
         self.log = log
 
     def read(self, position: Position, max_records: int = 64) -> tuple[list[tuple[bytes, Position]], Position]:

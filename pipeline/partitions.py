@@ -1,0 +1,119 @@
+"""Embedded ingestion over several processes: one intake-log partition per process.
+
+``abaxus serve`` with ``ABAXUS_INTAKE_PROCESSES=N`` runs N intake processes beside the one
+process that owns chDB (``abaxus.cli.intake``). Every process takes HTTP requests on the
+same port, validates events and makes them durable in *its own* log partition — a 202 is
+still an fsync — so parsing and validation use every core. The owner's dataflow reads all
+partitions into one dedup state (first wins across processes) and records in the usage
+store how far each partition is stored (``~intake-log`` in ``abaxus.intake_offsets``), as
+Kafka workers do. Every process then waits on those records: a barrier takes the durable
+end every writer published (``log.DurableMark``) and waits until the store has passed it,
+so an invoice, a void or a backfill answered by any process sees every event any process
+acknowledged before it.
+
+Partition 0 is the owner's log (``<data dir>/log``, where a one-process Abaxus keeps it);
+partition *i* lives in ``<data dir>/intake/<i>``. Each has one writer at a time (a lock
+file); the owner reads every partition found on disk, so events acknowledged by intake
+processes of an earlier run are stored even if this run has fewer.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+from sqlalchemy import Engine
+
+from abaxus.errors import Unavailable
+from abaxus.pipeline.dataflow import Dataflow
+from abaxus.pipeline.kafka_ingestion import RecordedIngestion
+from abaxus.pipeline.log import (
+    LOG_TOPIC,
+    IntakeLog,
+    LogWriteError,
+    PeerLog,
+    decode_position,
+    encode_position,
+    read_durable_mark,
+)
+from abaxus.pipeline.records import encode_record
+from abaxus.pipeline.service import RETRY
+from abaxus.settings import Settings
+from abaxus.telemetry import Telemetry
+
+__all__ = ["LOG_TOPIC", "PartitionedLogIngestion", "decode_position", "encode_position", "partition_dir",
+           "partitions_on_disk"]  # the position helpers live in abaxus.pipeline.log
+
+def partition_dir(data_dir: Path, index: int) -> Path:
+    """Where partition ``index`` of the intake log lives (0: the owner's own log)."""
+    return data_dir / "log" if index == 0 else data_dir / "intake" / str(index)
+
+
+def partitions_on_disk(data_dir: Path) -> int:
+    """How many partitions exist: 1 + the highest intake process's number found."""
+    root = data_dir / "intake"
+    found = [int(p.name) for p in root.iterdir() if p.is_dir() and p.name.isdigit()] if root.exists() else []
+    return max([0, *found]) + 1
+
+
+class PartitionedLogIngestion(RecordedIngestion):
+    """``Ingestion`` of one process of an embedded Abaxus that takes events in several processes.
+
+    ``settings.intake_partition`` is the partition this process writes; partition 0 is the
+    owner, which also runs the dataflow over every partition (``partitions`` of them).
+    """
+
+    def __init__(self, settings: Settings, engine: Engine, telemetry: Telemetry, partitions: int) -> None:
+        super().__init__(settings, engine, telemetry, LOG_TOPIC)
+        self.partition = settings.intake_partition
+        self.partitions = partitions
+        self._log = IntakeLog(partition_dir(settings.data_dir, self.partition), settings.log_segment_bytes, shared=True)
+        self._dataflow: Dataflow | None = None
+        if self.partition == 0:
+            peers = [PeerLog(partition_dir(settings.data_dir, i)) for i in range(1, partitions)]
+            self._dataflow = Dataflow(settings, self.usage, self._log, telemetry, peers=peers)
+
+    def start(self) -> None:
+        if self._dataflow is not None:
+            self._dataflow.start()
+        super().start()
+
+    def stop(self) -> None:
+        if self._dataflow is not None:
+            self._dataflow.stop()
+        self._log.close()
+        super().stop()
+
+    def health(self) -> dict[str, str | None]:
+        """The usage store, this process's log partition, and (in the owner) the dataflow."""
+        usage = None if self.usage.healthy() else "the usage store does not answer queries"
+        if self._dataflow is not None and usage is None and self._dataflow.store_problem is not None:
+            usage = f"inserts fail: {self._dataflow.store_problem}"
+        queue = None if self._log.healthy() else (self._log.problem or "the intake log is closed")
+        dataflow = None
+        if self._dataflow is not None and not self._dataflow.healthy():
+            dataflow = str(self._dataflow.error or "the dataflow is not running")[:300]
+        return {"usage_store": usage, "queue": queue, "dataflow": dataflow}
+
+    async def submit(self, batch: pa.RecordBatch, *, backfill: bool = False) -> dict[int, int]:
+        """Append to this process's partition (fsync'd); the stored offset that means "all of it stored"."""
+        if self._dataflow is not None and not self._dataflow.healthy():
+            raise Unavailable("NOT_READY", "The dataflow is down; nothing was accepted. Retry shortly.", headers=RETRY)
+        self._refuse_if_overloaded()
+        try:
+            position = await self._log.append(encode_record(batch, backfill=backfill))
+        except LogWriteError as exc:
+            self.telemetry.intake_refused.labels("log_write_failed").inc()
+            raise Unavailable("NOT_READY", f"The intake log could not make the events durable ({self._log.problem or exc}); "
+                              "nothing was accepted. Free disk space or retry shortly.", headers=RETRY) from None
+        targets = {self.partition: encode_position(position)}
+        self._acknowledge(targets, [batch])
+        return targets
+
+    def _barrier_targets(self, timeout: float) -> dict[int, int]:
+        """Every partition's published durable end: each acknowledged record lies before it."""
+        ends = {i: encode_position(read_durable_mark(partition_dir(self.settings.data_dir, i)))
+                for i in range(self.partitions) if i != self.partition}
+        ends[self.partition] = encode_position(self._log.durable_position)
+        return {i: end for i, end in ends.items() if end > 0}
+

@@ -1,0 +1,191 @@
+"""Embedded ``abaxus serve`` with intake processes (ABAXUS_INTAKE_PROCESSES), as real processes.
+
+Every request goes on a fresh connection, so the kernel spreads them over the owner and
+the intake processes (SO_REUSEPORT); the assertions hold whichever process answered.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from http import HTTPStatus
+from pathlib import Path
+
+import httpx
+import msgspec
+import pytest
+
+from conftest import ADMIN_KEY
+from helpers import wait_until
+from quickstart_bodies import CUSTOMER, JSON, METRIC
+from server_process import ServerProcess, free_port
+
+APRIL = {"period_start": "2026-04-01T00:00:00Z", "period_end": "2026-04-30T23:59:59Z"}
+
+
+def _server(root: Path, processes: int) -> ServerProcess:
+    return ServerProcess(root / "data", ADMIN_KEY, extra_env={"ABAXUS_INTAKE_PROCESSES": str(processes),
+                                                              "ABAXUS_USAGE_PORT": str(free_port()),
+                                                              "ABAXUS_EPOCH_SECONDS": "1"})
+
+
+def _fresh(server: ServerProcess) -> httpx.Client:
+    """A client that opens a new connection per request (any process may take it)."""
+    return httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=30,
+                        limits=httpx.Limits(max_keepalive_connections=0))
+
+
+def _writing(partition: Path) -> bool:
+    """Whether a process holds the writer's lock of this log partition."""
+    try:
+        fd = os.open(partition / "writer.lock", os.O_RDWR)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def _ready(server: ServerProcess, processes: int) -> bool:
+    """Every intake process opened its log partition (it serves on the shared port from then on)."""
+    assert server.proc is not None
+    return len(_children(server.proc.pid)) == processes and all(
+        _writing(server.data_dir / "intake" / str(i)) for i in range(1, processes + 1))
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            found += [int(p) for p in (task / "children").read_text().split()]
+        except FileNotFoundError:  # a thread that just ended
+            continue
+    return found
+
+
+def _batch(prefix: str, start: int, n: int) -> bytes:
+    return msgspec.json.encode({"events": [
+        {"customer_id": "cust_acme", "metric_key": "api_calls", "value": 2, "timestamp": "2026-04-15T12:00:00Z",
+         "idempotency_key": f"{prefix}-{i}"} for i in range(start, start + n)]})
+
+
+def _post_until_accepted(c: httpx.Client, body: bytes) -> int:
+    """Resend until 202 (a 503 or a dropped connection accepted nothing new: the keys make resending safe)."""
+    for _ in range(300):
+        try:
+            r = c.post("/v1/events/batch", content=body, headers=JSON)
+        except httpx.TransportError:
+            time.sleep(0.1)
+            continue
+        if r.status_code == HTTPStatus.ACCEPTED:
+            return int(r.json()["accepted"])
+        assert r.status_code == HTTPStatus.SERVICE_UNAVAILABLE, r.text
+        time.sleep(0.2)
+    raise AssertionError("never accepted")
+
+
+def _usage(c: httpx.Client) -> tuple[int, int]:
+    r = c.post("/v1/usage/compute", json={"customer_id": "cust_acme", "metric_key": "api_calls", **APRIL})
+    assert r.status_code == HTTPStatus.OK, r.text
+    row = r.json()["data"][0]
+    return int(row["quantity"]), int(row["event_count"])
+
+
+def _catalog(c: httpx.Client) -> None:
+    assert c.post("/v1/metrics", json=METRIC).status_code == HTTPStatus.CREATED
+    assert c.post("/v1/customers", json={**CUSTOMER, "id": "cust_acme"}).status_code == HTTPStatus.CREATED
+
+
+def test_events_taken_by_every_process_are_counted_once_and_read_at_once(tmp_path: Path):
+    server = _server(tmp_path, 2)
+    server.start()
+    try:
+        with _fresh(server) as c:
+            _catalog(c)
+            wait_until(lambda: _ready(server, 2), timeout=30)
+            for k in range(40):
+                assert _post_until_accepted(c, _batch("rw", k * 250, 250)) == 250
+            for k in range(0, 40, 4):  # the same keys again, to whichever process: counted once
+                assert _post_until_accepted(c, _batch("rw", k * 250, 250)) == 250
+            # Read at once, through any process: every event any process acknowledged is counted.
+            assert _usage(c) == (20_000, 10_000)
+            assert _usage(c) == (20_000, 10_000)
+        written = [sum(f.stat().st_size for f in (server.data_dir / "intake" / str(i)).glob("*.seg")) for i in (1, 2)]
+        assert all(written), f"every intake process took events: {written}"
+        children = _children(server.proc.pid)  # type: ignore[union-attr]
+    finally:
+        server.stop()
+    # The server stops its intake processes with it.
+    assert not any(Path(f"/proc/{p}").exists() for p in children)
+
+
+def test_killed_intake_process_and_killed_owner_lose_nothing_acknowledged(tmp_path: Path):
+    server = _server(tmp_path, 2)
+    server.start()
+    acknowledged: set[int] = set()
+    stop = threading.Event()
+
+    def send() -> None:
+        with _fresh(server) as c:
+            k = 0
+            while not stop.is_set():
+                try:
+                    r = c.post("/v1/events/batch", content=_batch("kill", k * 200, 200), headers=JSON)
+                except httpx.TransportError:
+                    continue  # the process that had the connection died: nothing to count, send again
+                if r.status_code == HTTPStatus.ACCEPTED:
+                    acknowledged.add(k)
+                    k += 1
+
+    try:
+        with _fresh(server) as c:
+            _catalog(c)
+        assert server.proc is not None
+        wait_until(lambda: _ready(server, 2), timeout=30)
+        sender = threading.Thread(target=send)
+        sender.start()
+        wait_until(lambda: len(acknowledged) >= 15, timeout=60)
+        victim = _children(server.proc.pid)[0]
+        os.kill(victim, signal.SIGKILL)
+        wait_until(lambda: victim not in _children(server.proc.pid)  # type: ignore[union-attr]
+                   and len(_children(server.proc.pid)) == 2, timeout=30)  # type: ignore[union-attr]
+        before = len(acknowledged)
+        wait_until(lambda: len(acknowledged) >= before + 15, timeout=60)
+        children = _children(server.proc.pid)
+        server.kill()  # the owner, under load: its intake processes follow it (PR_SET_PDEATHSIG)
+        stop.set()
+        sender.join(30)
+        wait_until(lambda: not any(Path(f"/proc/{p}").exists() for p in children), timeout=15)
+    finally:
+        stop.set()
+        server.stop()
+    # Back as one process: the intake partitions left on disk are read and stored too.
+    again = _server(tmp_path, 0)
+    again.start()
+    try:
+        with _fresh(again) as c:
+            wait_until(lambda: _usage(c)[1] >= 200 * len(acknowledged), timeout=60)
+            value, count = _usage(c)
+        # Every acknowledged batch is stored, and no event twice; a batch whose answer was lost
+        # may be stored too (it was durable), never half of one.
+        assert count >= 200 * len(acknowledged)
+        assert count % 200 == 0 and value == 2 * count
+        assert count <= 200 * (max(acknowledged) + 2)
+    finally:
+        again.stop()
+
+
+def test_intake_processes_need_the_usage_front(tmp_path: Path):
+    env = {**os.environ, "ABAXUS_DATA_DIR": str(tmp_path / "d"), "ABAXUS_INTAKE_PROCESSES": "1", "ABAXUS_USAGE_PORT": "off"}
+    r = subprocess.run([sys.executable, "-m", "abaxus.cli", "serve"], env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2
+    assert "ABAXUS_USAGE_PORT" in r.stdout
