@@ -7,6 +7,11 @@ rows straight into a fresh chDB with ``insert_arrow`` (100k-row batches) as the 
 
     python benchmarks/ingest.py --events 300000 --clients 4
     python benchmarks/ingest.py --events 300000 --mode kafka   # embedded, then split, side by side
+    python benchmarks/ingest.py --intake-processes 0           # the one-process column only
+
+By default the embedded server runs twice: as one process, and with ``--intake-processes``
+(1) intake processes beside it (ABAXUS_INTAKE_PROCESSES), side by side. There the stored
+count is read through the usage front and the CPU is the owner's plus its intake processes'.
 
 ``--mode kafka`` runs the same events through the split topology as well: a tansu broker,
 one ``abaxus serve --role worker`` (owner of chDB, with its usage front) and one
@@ -17,6 +22,7 @@ batch latency is the produce-acknowledgement latency: a 202 waits for the broker
 from __future__ import annotations
 
 import argparse
+import fcntl
 import os
 import socket
 import statistics
@@ -150,12 +156,28 @@ def drive(server: ServerProcess, bodies: list[bytes], clients: int, kind: str) -
     return started, latencies, accepted
 
 
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            found += [int(p) for p in (task / "children").read_text().split()]
+        except FileNotFoundError:
+            continue
+    return found
+
+
 def server_cpu_seconds(server: ServerProcess) -> tuple[float, float]:
-    """The server process's user and system CPU seconds so far (from /proc)."""
+    """User and system CPU seconds so far of the server process and its live children (intake processes)."""
     assert server.proc is not None
-    fields = Path(f"/proc/{server.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
     tick = os.sysconf("SC_CLK_TCK")
-    return int(fields[11]) / tick, int(fields[12]) / tick
+    user = system = 0.0
+    for pid in [server.proc.pid, *_children(server.proc.pid)]:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        user, system = user + int(fields[11]) / tick, system + int(fields[12]) / tick
+    return user, system
 
 
 def server_latency_share(server: ServerProcess, within: str = "0.05") -> tuple[float, float]:
@@ -174,7 +196,15 @@ def server_latency_share(server: ServerProcess, within: str = "0.05") -> tuple[f
 
 
 def stored_count(server: ServerProcess, customers: int) -> int:
-    """``abaxus_events_ingested_total`` of the process that runs the dataflow (embedded server or worker)."""
+    """``abaxus_events_ingested_total`` of the process that runs the dataflow (embedded server or worker);
+    with intake processes (any of which may answer /metrics) the events in the store, through the usage front."""
+    if server.env.get("ABAXUS_INTAKE_PROCESSES", "0") != "0":
+        client = clickhouse_connect.get_client(host="127.0.0.1", port=int(server.env["ABAXUS_USAGE_PORT"]),
+                                               username="abaxus", password=server.env["ABAXUS_USAGE_PASSWORD"])
+        try:
+            return int(client.query("SELECT count() FROM abaxus.events").result_rows[0][0])
+        finally:
+            client.close()
     with httpx.Client(base_url=server.url, timeout=60, headers={"Authorization": f"Bearer {KEY}"}) as c:
         for line in c.get("/metrics").text.splitlines():
             if line.startswith("abaxus_events_ingested_total "):
@@ -245,17 +275,42 @@ def measure(api: ServerProcess, flow: ServerProcess, bodies: list[bytes], args: 
     for p, (u0, s0) in zip(cpu_of, cpu_before, strict=True):
         u1, s1 = server_cpu_seconds(p)
         user, system = user + u1 - u0, system + s1 - s0
-    share, server_p99 = server_latency_share(api)
+    # One process's histogram: with intake processes, whichever answers /metrics would show only its own.
+    share, server_p99 = (server_latency_share(api) if api.env.get("ABAXUS_INTAKE_PROCESSES", "0") == "0"
+                         else (float("nan"), float("nan")))
     q = statistics.quantiles(latencies, n=100)
     return Figures(accepted, accepted / (http_done - started), accepted / (stored_done - started), q[49] * 1000,
                    q[98] * 1000, share, server_p99, RETRIES["503"], user, system, stored_done - started)
 
 
-def run_embedded(bodies: list[bytes], args: argparse.Namespace) -> Figures:
+def _intake_ready(server: ServerProcess, processes: int) -> bool:
+    """Every intake process holds its log partition's writer lock (it serves from then on)."""
+    for i in range(1, processes + 1):
+        path = server.data_dir / "intake" / str(i) / "writer.lock"
+        if not path.exists():
+            return False
+        with path.open("rb") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue
+            fcntl.flock(f, fcntl.LOCK_UN)
+            return False
+    return True
+
+
+def run_embedded(bodies: list[bytes], args: argparse.Namespace, processes: int = 0) -> Figures:
     with tempfile.TemporaryDirectory() as tmp:
-        server = ServerProcess(Path(tmp) / "data", KEY)
+        env = {"ABAXUS_INTAKE_PROCESSES": str(processes), "ABAXUS_USAGE_PORT": str(free_port()),
+               "ABAXUS_USAGE_PASSWORD": "bench-front"} if processes else {}
+        server = ServerProcess(Path(tmp) / "data", KEY, extra_env=env)
         server.start()
         try:
+            deadline = time.monotonic() + 60
+            while processes and not _intake_ready(server, processes):
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the intake processes did not start")
+                time.sleep(0.1)
             return measure(server, server, bodies, args, [server])
         finally:
             server.stop()
@@ -295,9 +350,13 @@ def main() -> None:
                     help="raw: a minimal keep-alive socket client (default, leaves the CPU to the server); httpx")
     ap.add_argument("--mode", choices=["embedded", "kafka"], default="embedded",
                     help="kafka: also run the split topology (broker + worker + API replica) beside the embedded figure")
+    ap.add_argument("--intake-processes", type=int, default=1,
+                    help="also run embedded with this many intake processes beside the server (0: don't)")
     args = ap.parse_args()
     bodies = make_bodies(args.events, 1000, args.customers)
     runs = {"embedded": run_embedded(bodies, args)}
+    if args.intake_processes:
+        runs[f"+{args.intake_processes} intake proc"] = run_embedded(bodies, args, args.intake_processes)
     if args.mode == "kafka":
         runs["kafka (split)"] = run_kafka(bodies, args)
     ceiling = raw_insert_rate(args.events, args.customers)
