@@ -55,7 +55,7 @@ from abaxus.pipeline.kafka_ingestion import KafkaIngestion
 from abaxus.pipeline.partitions import PartitionedLogIngestion, partitions_on_disk
 from abaxus.pipeline.service import EmbeddedIngestion, Ingestion
 from abaxus.settings import Settings
-from abaxus.store.metadata import migrate, open_engine
+from abaxus.store.metadata import migrate, open_engine, sqlite_change_counter
 from abaxus.store.usage import data_path
 from abaxus.store.usage_front import UsageFront
 from abaxus.telemetry import Telemetry
@@ -152,15 +152,13 @@ def _lifespan(settings: Settings, engine: Engine, telemetry: Telemetry,
 
 
 def create_app(settings: Settings | None = None, *, with_usage_front: bool = False,
-               sole_api_process: bool | None = None, background: bool = True) -> Litestar:
+               background: bool = True) -> Litestar:
     """The app for ``settings`` (default: from the environment); nothing is opened until its lifespan starts.
 
     ``with_usage_front``: also serve the usage front (``abaxus serve`` does; tests and the
-    Quick Start, which run many apps, do not). ``sole_api_process``: every change of API keys
-    passes through this process, so found keys are cached (see ``KeyCache``); by default
-    true when embedded on SQLite without Kafka or intake processes, where no other API
-    process can exist. ``background``: run the webhook dispatcher and the alert evaluator
-    (an intake process leaves them to its owner).
+    Quick Start, which run many apps, do not). ``background``: run the webhook dispatcher
+    and the alert evaluator (an intake process leaves them to its owner). On SQLite, found
+    API keys are cached, exactly (see ``KeyCache``); on PostgreSQL each request looks its key up.
     """
     settings = settings or Settings.from_env()
     configure_logging(settings.log_format)
@@ -170,10 +168,8 @@ def create_app(settings: Settings | None = None, *, with_usage_front: bool = Fal
     limiter = RateLimiter(settings.rate_limit_rpm, settings.rate_limit_storage, key_prefix=settings.rate_limit_prefix,
                           clock=settings.clock)
     handlers: list[Any] = [h for module in ROUTE_MODULES for h in module.ROUTES]
-    if sole_api_process is None:
-        sole_api_process = (not settings.kafka_brokers and settings.resolved_database_url.startswith("sqlite")
-                            and settings.intake_processes == 0 and settings.intake_partition == 0)
-    keys = KeyCache() if sole_api_process else None
+    store_version = sqlite_change_counter(settings.resolved_database_url)
+    keys = KeyCache(store_version) if store_version is not None else None
 
     return Litestar(
         route_handlers=handlers,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import anyio.to_thread
@@ -110,20 +111,30 @@ def _is_public(path: str) -> bool:
 class KeyCache:
     """Keys already found, by secret, so a request need not query the metadata store.
 
-    Only for a process through which every key change passes (embedded, one API process):
-    revoking a key clears the cache (``changed``), so a revoked key fails from that instant
-    (§2). A lookup that began before a change is not remembered after it (the generation
+    Exact, so a revoked key fails from that instant (§2): revoking a key in this process
+    clears the cache (``changed``), and ``store_version`` — SQLite's change counter (see
+    ``sqlite_change_counter``) — clears it whenever any process committed to the store, so
+    processes sharing one SQLite file (intake processes, replicas) never answer from a stale
+    entry. A lookup that began before a change is not remembered after it (the generation
     moved on), so a revocation racing a request cannot leave the old answer behind. Unknown
     secrets are never remembered: a flood of them cannot grow the cache.
     """
 
-    def __init__(self, max_keys: int = 10_000) -> None:
+    def __init__(self, store_version: Callable[[], int] | None = None, max_keys: int = 10_000) -> None:
         self._keys: dict[str, AuthenticatedKey] = {}
         self._generation = 0
         self._max = max_keys
         self._lock = threading.Lock()
+        self._store_version = store_version
+        self._seen_version = store_version() if store_version is not None else 0
 
     def get(self, secret: str) -> AuthenticatedKey | None:
+        if self._store_version is not None:
+            version = self._store_version()
+            if version != self._seen_version:
+                self.changed()
+                self._seen_version = version
+                return None
         return self._keys.get(secret)
 
     def generation(self) -> int:

@@ -102,8 +102,8 @@ def serve(host: str = typer.Option(None, help="Listen address (default ABAXUS_HO
     api.on_startup.append(_tune_gc)  # after the lifespan opened the stores: their objects are frozen too
     if intake is not None:  # once the usage front answers: the intake processes reach the store through it
         console.print(f"{settings.intake_processes} intake process(es) take events on the same port.")
-        api.on_startup.append(lambda: intake.start())
-        api.on_shutdown.append(lambda: intake.stop())
+        api.on_startup.append(intake.start)
+        api.on_shutdown.append(intake.shutdown)
         _run_on_shared_port(api, settings)
         return
     # All in one process with a broker: the API produces to Kafka and this process's own
@@ -134,7 +134,7 @@ def _run_on_shared_port(api: Any, settings: Settings) -> None:
 def _serve_intake(settings: Settings) -> None:
     """One intake process: the API on the shared port, events into its own log partition."""
     die_with_parent()
-    api = create_app(settings, sole_api_process=False, background=False)
+    api = create_app(settings, background=False)
     api.on_startup.append(_tune_gc)
     _run_on_shared_port(api, settings)
 

@@ -108,6 +108,10 @@ class IntakeProcesses:
     def pids(self) -> list[int]:
         return [p.pid for p in self._procs.values() if p.poll() is None]
 
+    def shutdown(self) -> None:
+        """``stop`` with its default wait (a Litestar shutdown hook takes no arguments)."""
+        self.stop()
+
     def stop(self, timeout: float = 15.0) -> None:
         """SIGTERM every intake process (each finishes its requests and closes its log), then wait."""
         self._stop.set()

@@ -7,6 +7,9 @@ with Alembic; it is safe to run again.
 
 from __future__ import annotations
 
+import sqlite3
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +17,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event, text
 
-__all__ = ["alembic_config", "is_postgres", "migrate", "open_engine", "ping"]
+__all__ = ["alembic_config", "is_postgres", "migrate", "open_engine", "ping", "sqlite_change_counter"]
 
 _MIGRATIONS = str(Path(__file__).parent / "migrations")
 
@@ -44,6 +47,30 @@ def open_engine(url: str) -> Engine:
 
         return engine
     return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+
+
+def sqlite_change_counter(url: str) -> Callable[[], int] | None:
+    """For a SQLite file: a function whose value changes whenever any connection, of any process, commits to it.
+
+    SQLite's ``PRAGMA data_version`` on a connection that never writes: a few microseconds,
+    no lock taken. Caches of what the store holds (API keys) check it on each use, so they
+    are exact across processes sharing the file. ``None`` for other engines (and ``:memory:``).
+    """
+    if not url.startswith("sqlite"):
+        return None
+    path = url.split("///", 1)[-1]
+    if not path or path == ":memory:":
+        return None
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+    lock = threading.Lock()
+
+    def value() -> int:
+        with lock:
+            row = conn.execute("PRAGMA data_version").fetchone()
+        return int(row[0])
+
+    return value
 
 
 def is_postgres(engine: Engine) -> bool:

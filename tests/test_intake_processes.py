@@ -18,7 +18,6 @@ from pathlib import Path
 
 import httpx
 import msgspec
-import pytest
 
 from conftest import ADMIN_KEY
 from helpers import wait_until
@@ -119,6 +118,12 @@ def test_events_taken_by_every_process_are_counted_once_and_read_at_once(tmp_pat
             # Read at once, through any process: every event any process acknowledged is counted.
             assert _usage(c) == (20_000, 10_000)
             assert _usage(c) == (20_000, 10_000)
+            # A key every process has cached fails everywhere the instant it is revoked.
+            made = c.post("/v1/api-keys", json={"name": "hot", "scope": "ingest"}).json()
+            hot = {"Authorization": f"Bearer {made['secret']}"}
+            assert all(c.get("/v1/events", headers=hot).status_code == HTTPStatus.OK for _ in range(12))
+            assert c.delete(f"/v1/api-keys/{made['id']}").status_code == HTTPStatus.OK
+            assert {c.get("/v1/events", headers=hot).status_code for _ in range(12)} == {HTTPStatus.UNAUTHORIZED}
         written = [sum(f.stat().st_size for f in (server.data_dir / "intake" / str(i)).glob("*.seg")) for i in (1, 2)]
         assert all(written), f"every intake process took events: {written}"
         children = _children(server.proc.pid)  # type: ignore[union-attr]
@@ -178,7 +183,8 @@ def test_killed_intake_process_and_killed_owner_lose_nothing_acknowledged(tmp_pa
         # Every acknowledged batch is stored, and no event twice; a batch whose answer was lost
         # may be stored too (it was durable), never half of one.
         assert count >= 200 * len(acknowledged)
-        assert count % 200 == 0 and value == 2 * count
+        assert count % 200 == 0
+        assert value == 2 * count
         assert count <= 200 * (max(acknowledged) + 2)
     finally:
         again.stop()
