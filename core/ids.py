@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import importlib
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from operator import methodcaller
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -33,6 +35,21 @@ def event_id_for(idempotency_key: str) -> str:
     return "evt_" + base64.b32encode(digest).decode("ascii").lower()[:26]
 
 
+def _small_input_sha256() -> Callable[[bytes], Any]:
+    """CPython's own SHA-256 (HACL*), if this build has it: for 10–255-byte keys it is ~1.5×
+    OpenSSL's, whose per-call setup dominates inputs this small. Checked against hashlib."""
+    for name in ("_sha2", "_sha256"):  # 3.12 renamed the module
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        fn: Callable[[bytes], Any] = module.sha256
+        if fn(b"abaxus").digest() == hashlib.sha256(b"abaxus").digest():
+            return fn
+    return hashlib.sha256
+
+
+_sha256 = _small_input_sha256()
 _B32 = np.frombuffer(b"abcdefghijklmnopqrstuvwxyz234567", dtype=np.uint8)
 _PREFIX = np.frombuffer(b"evt_", dtype=np.uint8)
 _ID_LENGTH = 30  # "evt_" and 26 base32 characters, all ASCII
@@ -52,7 +69,7 @@ def event_id_array(keys: Sequence[str]) -> pa.StringArray:
     are written straight into Arrow's buffers: no Python string per id is made here.
     """
     n = len(keys)
-    words = np.frombuffer(b"".join(map(_digest, map(hashlib.sha256, map(str.encode, keys)))), dtype=">u8").reshape(n, 4)
+    words = np.frombuffer(b"".join(map(_digest, map(_sha256, map(str.encode, keys)))), dtype=">u8").reshape(n, 4)
     hi, lo, tail = (words[:, i].astype(np.uint64) for i in range(3))
     chars = np.empty((n, 26), dtype=np.uint64)
     chars[:, :12] = (hi[:, None] >> _SHIFTS_HI) & _FIVE_BITS

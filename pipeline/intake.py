@@ -16,12 +16,13 @@ slow path) then reads the events one by one and names each bad one with its own 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from itertools import accumulate, chain, compress, repeat
+from itertools import accumulate, chain, compress, count, repeat
 from operator import attrgetter
-from typing import Annotated, Any, NamedTuple
+from typing import Annotated, Any, NamedTuple, overload
 
 import msgspec
 import numpy as np
@@ -38,7 +39,7 @@ from abaxus.schemas.events import EventIn
 from abaxus.schemas.nesting import too_deep
 from abaxus.timefmt import MAX_MS, in_range, timestamp_error, zoned_ms
 
-__all__ = ["Accepted", "EventValidator", "Rejected"]
+__all__ = ["Accepted", "AcceptedBatch", "EventValidator", "Rejected"]
 
 MAX_VALUE = Decimal(10) ** 18
 FUTURE_MS = 5 * 60 * 1000
@@ -128,6 +129,63 @@ class Accepted(NamedTuple):
     index: int  # type: ignore[assignment]  # the event's place in the request; shadows tuple.index, never called
     event_id: str
     idempotency_key: str
+
+
+_RESULT_HEAD, _RESULT_MID, _RESULT_TAIL = b'{"index":', b',"event_id":"', b'","status":"queued"},'
+
+
+class AcceptedBatch(Sequence[Accepted]):
+    """The fast path's accepted events (all of a batch, in order) as columns.
+
+    A 1,000-event answer built from 1,000 tuples, then dicts, then encoded, cost more than
+    validating the batch; ``results_json`` writes the ``results`` array straight from the
+    id column's bytes instead. Indexing still gives ``Accepted`` for the other callers.
+    """
+
+    def __init__(self, ids: pa.StringArray, keys: list[str]) -> None:
+        self.ids, self.keys = ids, keys
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    @overload
+    def __getitem__(self, i: int) -> Accepted: ...
+    @overload
+    def __getitem__(self, i: slice) -> Sequence[Accepted]: ...
+    def __getitem__(self, i: int | slice) -> Accepted | Sequence[Accepted]:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        if i < 0:
+            i += len(self)
+        return Accepted(i, self.ids[i].as_py(), self.keys[i])
+
+    def __iter__(self) -> Iterator[Accepted]:
+        return map(tuple.__new__, repeat(Accepted), zip(count(), self.ids.to_pylist(), self.keys))  # type: ignore[arg-type]
+
+    def results_json(self) -> bytes:
+        """``[{"index":0,"event_id":"evt_…","status":"queued"},…]``: records of one index width at a time, in numpy."""
+        n = len(self)
+        width = len(self.ids[0].as_py()) if n else 0
+        ids = np.frombuffer(self.ids.buffers()[2], np.uint8, n * width).reshape(n, width)  # fresh array: no offset
+        parts = [b"["]
+        low, digits = 0, 1
+        while low < n:
+            high = min(n, 10 ** digits)
+            index = np.arange(low, high)
+            at = len(_RESULT_HEAD)
+            rec = np.empty((high - low, at + digits + len(_RESULT_MID) + width + len(_RESULT_TAIL)), np.uint8)
+            rec[:, :at] = np.frombuffer(_RESULT_HEAD, np.uint8)
+            for d in range(digits):
+                rec[:, at + d] = 48 + (index // 10 ** (digits - 1 - d)) % 10
+            at += digits
+            rec[:, at:at + len(_RESULT_MID)] = np.frombuffer(_RESULT_MID, np.uint8)
+            at += len(_RESULT_MID)
+            rec[:, at:at + width] = ids[low:high]
+            rec[:, at + width:] = np.frombuffer(_RESULT_TAIL, np.uint8)
+            parts.append(rec.tobytes())
+            low, digits = high, digits + 1
+        out = b"".join(parts)
+        return out[:-1] + b"]" if n else b"[]"
 
 
 def _prop_text(v: Any) -> str:
@@ -302,7 +360,7 @@ class EventValidator:
             props = [(k, _prop_text(v)) for k, v in e.properties.items() if v is not None]
         return ms, value, props
 
-    def validate_batch(self, body: bytes) -> tuple[list[Accepted], list[Rejected], pa.RecordBatch | None] | None:  # noqa: PLR0911 - one return per rule that sends the batch to the slow path
+    def validate_batch(self, body: bytes) -> tuple[AcceptedBatch, list[Rejected], pa.RecordBatch | None] | None:  # noqa: PLR0911 - one return per rule that sends the batch to the slow path
         """The columnar fast path for a batch body where every event is valid.
 
         One msgspec decode of the whole batch (key length, property count, timestamp offset
@@ -347,7 +405,6 @@ class EventValidator:
             return None
         keys = list(map(_KEY, events))
         id_column = event_id_array(keys)
-        ids = id_column.to_pylist()
         batch = pa.RecordBatch.from_arrays([
             id_column,
             pa.array(keys, pa.string()),
@@ -358,8 +415,7 @@ class EventValidator:
             properties,
             pa.repeat(pa.scalar(now, _TS), n),
         ], schema=_EVENT_SCHEMA)
-        # tuple.__new__ makes each Accepted in C (the named tuple's own __new__ is Python code).
-        return list(map(tuple.__new__, repeat(Accepted), zip(range(n), ids, keys, strict=True))), [], batch
+        return AcceptedBatch(id_column, keys), [], batch
 
     def validate(self, raws: list[bytes],
                  prefix_fmt: str = "events.{}.") -> tuple[list[Accepted], list[Rejected], pa.RecordBatch | None]:

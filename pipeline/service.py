@@ -23,7 +23,7 @@ from abaxus.ids import event_id_for
 from abaxus.logging import get_logger
 from abaxus.pipeline.catalog_view import CatalogView
 from abaxus.pipeline.dataflow import Dataflow
-from abaxus.pipeline.intake import Accepted, EventValidator, Rejected
+from abaxus.pipeline.intake import Accepted, AcceptedBatch, EventValidator, Rejected
 from abaxus.pipeline.log import IntakeLog, LogWriteError, Position
 from abaxus.pipeline.records import encode_record
 from abaxus.settings import Settings
@@ -68,7 +68,7 @@ class Ingestion:
         self._view.refresh()
 
     # ---- validation ----------------------------------------------------------------------
-    def validate_batch(self, body: bytes) -> tuple[list[Accepted], list[Rejected], pa.RecordBatch | None] | None:
+    def validate_batch(self, body: bytes) -> tuple[AcceptedBatch, list[Rejected], pa.RecordBatch | None] | None:
         """The columnar fast path for a batch body whose every event is valid; ``None`` otherwise."""
         return self._validator.validate_batch(body)
 
