@@ -32,8 +32,9 @@ from abaxus.logging import get_logger
 from abaxus.pipeline.bloom import BloomFilter
 from abaxus.pipeline.dedup import DedupLogic, DedupResult
 from abaxus.pipeline.kafka import ResumingKafkaSource
-from abaxus.pipeline.log import LOG_TOPIC, IntakeLog, LogReader, PeerLog, Position, decode_position, encode_position
+from abaxus.pipeline.log import IntakeLog, LogReader, PeerLog, Position, decode_position, encode_position
 from abaxus.pipeline.progress import Progress
+from abaxus.pipeline.progress_board import ProgressBoard, StoreBoard
 from abaxus.pipeline.records import decode_record
 from abaxus.settings import Settings
 from abaxus.store.usage import EVENT_SCHEMA, UsageStore
@@ -75,7 +76,8 @@ class _LogPartition(StatefulSourcePartition[Any, Position]):
         self.reader = flow.readers[index]
         committed = flow.committed_position() if index == 0 else (0, 0)
         if flow.recorded:  # how far the store holds this partition (the sink records it there)
-            committed = max(committed, decode_position(flow.usage.stored_offsets(LOG_TOPIC).get(index, 0)))
+            assert flow.board is not None
+            committed = max(committed, decode_position(flow.board.stored_offsets().get(index, 0)))
         start: Position = (resume[0], resume[1]) if resume else (0, 0)  # a snapshot may come back as a list
         self.position: Position = max(start, committed)
         self.read_position: Position = self.position
@@ -165,7 +167,7 @@ class Dataflow:
 
     def __init__(self, settings: Settings, usage: UsageStore, intake: IntakeLog | None, telemetry: Telemetry,
                  *, workers: int = 1, process_id: int | None = None, addresses: list[str] | None = None,
-                 peers: list[PeerLog] | None = None) -> None:
+                 peers: list[PeerLog] | None = None, board: ProgressBoard | None = None) -> None:
         self.settings = settings
         self.clock = settings.clock
         self.usage = usage
@@ -176,7 +178,13 @@ class Dataflow:
         self.readers = [LogReader(intake), *(LogReader(p) for p in peers or [])] if intake is not None else []
         self.reader = self.readers[0] if self.readers else None
         self.recorded = self.kafka or len(self.readers) > 1
-        self.topic = settings.kafka_topic if self.kafka else LOG_TOPIC
+        # Where a recorded flow notes its progress for the processes that wait on it.
+        self.board: ProgressBoard | None = board
+        if self.kafka and board is None:
+            self.board = StoreBoard(usage, settings.kafka_topic)
+        if self.recorded and self.board is None:
+            raise ValueError("a dataflow over several log partitions records its progress: pass board")
+        self._voids_seen: int | None = None
         self._trimmed_below = 0
         self._peers_trimmed_below: dict[int, int] = {}
         self.telemetry = telemetry
@@ -202,6 +210,9 @@ class Dataflow:
             stored += len(chunk)
             self.bloom.add_many(chunk)
         self.pending_voids = self.usage.pending_voids()
+        if self.board is not None and not self.kafka:
+            self._voids_seen = self.board.voids_version()
+            self.board.mark_inflight("", 0)  # an insert a crash interrupted is not in flight any more
         recovery = self.pipeline_dir / "recovery"
         if not recovery.exists():
             recovery.mkdir(parents=True)
@@ -368,10 +379,12 @@ class Dataflow:
                 after = 1 if self.kafka else 0  # a Kafka message's own offset; a log record's end
                 for r in items:
                     ends[r.position[0]] = max(ends.get(r.position[0], 0), r.position[1] + after)
+                board = self.board
+                assert board is not None
                 for attempt in Retrying(retry=retry_if_exception_type(Exception), sleep=pause, reraise=True,
                                         wait=wait_exponential(multiplier=0.5, max=2.0), stop=lambda _: self.stopping.is_set()):
                     with attempt:
-                        self.usage.record_offsets(self.topic, ends, self.clock.now_ms())
+                        board.record_offsets(ends, self.clock.now_ms())
                 if not self.kafka:
                     self._trim_partitions(ends)
             return
@@ -393,9 +406,12 @@ class Dataflow:
         now = datetime.fromtimestamp(stamp / 1000, tz=UTC)
         self.progress.inserting(stamp)
         try:
-            if self.recorded and (kept or dropped):
-                self.usage.mark_inflight(worker, stamp)
-                self.pending_voids = self.usage.pending_voids()
+            if self.board is not None and (kept or dropped):
+                self.board.mark_inflight(worker, stamp)
+                version = self.board.voids_version()  # before the read: a void registered after it is read next time
+                if version is None or version != self._voids_seen:
+                    self.pending_voids = self.usage.pending_voids()
+                    self._voids_seen = version
             if kept:
                 events = self._to_event_rows(kept, now)
                 self.usage.insert_events(events)
@@ -406,8 +422,8 @@ class Dataflow:
                     "idempotency_key": d.column("idempotency_key"), "customer_id": d.column("customer_id"),
                     "metric_key": d.column("metric_key"),
                     "received_at": d.column("accepted_at")}, schema=_DUP_SCHEMA))
-            if self.recorded and (kept or dropped):
-                self.usage.mark_inflight(worker, 0)
+            if self.board is not None and (kept or dropped):
+                self.board.mark_inflight(worker, 0)
             if attempt > 1:
                 log.info("usage_store_recovered", failed_attempts=attempt - 1)
                 self.store_problem = None

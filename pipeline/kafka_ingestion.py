@@ -28,6 +28,7 @@ from sqlalchemy import Engine
 from abaxus.errors import Unavailable
 from abaxus.logging import get_logger
 from abaxus.pipeline.kafka import DELIVERY_TIMEOUT_MS, KIND_EVENTS, BrokerUnavailable, KafkaQueue, split_by_partition
+from abaxus.pipeline.progress_board import ProgressBoard, StoreBoard
 from abaxus.pipeline.records import encode_record
 from abaxus.pipeline.service import BACKFILL_TIMEOUT_S, CATCH_UP_TIMEOUT_S, RETRY, Ingestion
 from abaxus.settings import Settings
@@ -86,9 +87,13 @@ class RecordedIngestion(Ingestion):
     by partition) and ``_barrier_targets`` (the same for everything acknowledged so far).
     """
 
-    def __init__(self, settings: Settings, engine: Engine, telemetry: Telemetry, topic: str) -> None:
+    poll_s = _POLL_S  # how often a waiting request reads the board
+
+    def __init__(self, settings: Settings, engine: Engine, telemetry: Telemetry, topic: str,
+                 board: ProgressBoard | None = None) -> None:
         super().__init__(settings, engine, telemetry)
         self.topic = topic
+        self.board: ProgressBoard = board or StoreBoard(self.usage, topic)
         self._acknowledged = _Acknowledged()
         self._stop = threading.Event()
         self._refresher = threading.Thread(target=self._refresh, name="abaxus-stored-offsets", daemon=True)
@@ -113,7 +118,7 @@ class RecordedIngestion(Ingestion):
     def _refresh(self) -> None:
         while not self._stop.wait(_REFRESH_S):
             try:
-                self._acknowledged.stored(self.usage.stored_offsets(self.topic))
+                self._acknowledged.stored(self.board.stored_offsets())
             except Exception as exc:  # noqa: BLE001 - the store is down: /readyz says so; figures stay as they were
                 log.warning("stored_offsets_unavailable", error=str(exc)[:300])
 
@@ -154,11 +159,11 @@ class RecordedIngestion(Ingestion):
         while not done():
             if time.monotonic() > deadline:
                 raise TimeoutError(what)
-            time.sleep(_POLL_S)  # polling the store: the workers have no channel to this replica
+            time.sleep(self.poll_s)  # polling the board: the sink has no channel to this process
 
     def _wait_offsets(self, targets: dict[int, int], timeout: float) -> None:
         def stored() -> bool:
-            have = self.usage.stored_offsets(self.topic)
+            have = self.board.stored_offsets()
             self._acknowledged.stored(have)
             return all(have.get(p, 0) >= end for p, end in targets.items())
         self._wait(stored, timeout, "the workers have not stored every partition up to the barrier")
@@ -176,7 +181,7 @@ class RecordedIngestion(Ingestion):
             self._barrier(timeout)
             as_of = self.settings.clock.now_ms() - 1  # the clock the workers stamp ingested_at by
             # Staleness is the workers' liveness, read on the wall clock their notes are written by.
-            self._wait(lambda: all(s > as_of for s in self.usage.inflight_since(time.time_ns() // 1_000_000
+            self._wait(lambda: all(s > as_of for s in self.board.inflight_since(time.time_ns() // 1_000_000
                                                                                  - _INFLIGHT_STALE_MS)),
                        max(0.0, deadline - time.monotonic()), "an insert begun before the watermark is still in flight")
         except TimeoutError as exc:
@@ -189,6 +194,10 @@ class RecordedIngestion(Ingestion):
         # In the store before the barrier: a worker reads the pending voids again before each
         # insert, so any event read after the markers is stored voided.
         self.usage.add_pending_voids([(k, reason, at_ms) for k in keys])
+        self.board.voids_registered()
+
+    def _pending_voids_added(self) -> None:
+        self.board.voids_registered()
 
     def _wait_current(self, timeout: float) -> None:
         self._barrier(timeout)

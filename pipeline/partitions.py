@@ -4,12 +4,12 @@
 process that owns chDB (``abaxus.cli.intake``). Every process takes HTTP requests on the
 same port, validates events and makes them durable in *its own* log partition — a 202 is
 still an fsync — so parsing and validation use every core. The owner's dataflow reads all
-partitions into one dedup state (first wins across processes) and records in the usage
-store how far each partition is stored (``~intake-log`` in ``abaxus.intake_offsets``), as
-Kafka workers do. Every process then waits on those records: a barrier takes the durable
-end every writer published (``log.DurableMark``) and waits until the store has passed it,
-so an invoice, a void or a backfill answered by any process sees every event any process
-acknowledged before it.
+partitions into one dedup state (first wins across processes) and records how far each
+partition is stored, and the insert in flight, on a shared board (``progress_board.SharedBoard``,
+a memory-mapped file), as Kafka workers record theirs in the usage store. Every process
+waits on that record: a barrier takes the durable end every writer published
+(``log.DurableMark``) and waits until the board has passed it, so an invoice, a void or a
+backfill answered by any process sees every event any process acknowledged before it.
 
 Partition 0 is the owner's log (``<data dir>/log``, where a one-process Abaxus keeps it);
 partition *i* lives in ``<data dir>/intake/<i>``. Each has one writer at a time (a lock
@@ -36,6 +36,7 @@ from abaxus.pipeline.log import (
     encode_position,
     read_durable_mark,
 )
+from abaxus.pipeline.progress_board import SharedBoard
 from abaxus.pipeline.records import encode_record
 from abaxus.pipeline.service import RETRY
 from abaxus.settings import Settings
@@ -57,6 +58,7 @@ def partitions_on_disk(data_dir: Path) -> int:
 
 
 class PartitionedLogIngestion(RecordedIngestion):
+    poll_s = 0.002  # the board is a memory read, not a query
     """``Ingestion`` of one process of an embedded Abaxus that takes events in several processes.
 
     ``settings.intake_partition`` is the partition this process writes; partition 0 is the
@@ -64,14 +66,16 @@ class PartitionedLogIngestion(RecordedIngestion):
     """
 
     def __init__(self, settings: Settings, engine: Engine, telemetry: Telemetry, partitions: int) -> None:
-        super().__init__(settings, engine, telemetry, LOG_TOPIC)
+        board = SharedBoard(settings.data_dir / "intake" / "progress.board")
+        super().__init__(settings, engine, telemetry, LOG_TOPIC, board)
+        self._board = board
         self.partition = settings.intake_partition
         self.partitions = partitions
         self._log = IntakeLog(partition_dir(settings.data_dir, self.partition), settings.log_segment_bytes, shared=True)
         self._dataflow: Dataflow | None = None
         if self.partition == 0:
             peers = [PeerLog(partition_dir(settings.data_dir, i)) for i in range(1, partitions)]
-            self._dataflow = Dataflow(settings, self.usage, self._log, telemetry, peers=peers)
+            self._dataflow = Dataflow(settings, self.usage, self._log, telemetry, peers=peers, board=board)
 
     def start(self) -> None:
         if self._dataflow is not None:
@@ -83,6 +87,7 @@ class PartitionedLogIngestion(RecordedIngestion):
             self._dataflow.stop()
         self._log.close()
         super().stop()
+        self._board.close()
 
     def health(self) -> dict[str, str | None]:
         """The usage store, this process's log partition, and (in the owner) the dataflow."""

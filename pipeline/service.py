@@ -132,6 +132,9 @@ class Ingestion:
     def _register_pending_voids(self, keys: list[str], reason: str, at_ms: int) -> None:
         raise NotImplementedError
 
+    def _pending_voids_added(self) -> None:
+        """Pending voids were added to the usage store (a sink elsewhere may need telling)."""
+
     def _wait_current(self, timeout: float) -> None:
         """Wait (bounded) until everything acknowledged so far is stored."""
         raise NotImplementedError
@@ -163,6 +166,7 @@ class Ingestion:
             self.usage.insert_events(table.cast(EVENT_SCHEMA))
         pending = [k for k in fresh if k not in rows]
         self.usage.add_pending_voids([(k, reason, now) for k in pending])
+        self._pending_voids_added()
         results = []
         for k in keys:
             if before.get(k, False):

@@ -196,3 +196,32 @@ def test_intake_processes_need_the_usage_front(tmp_path: Path):
                        timeout=60, check=False)
     assert r.returncode == 2
     assert "ABAXUS_USAGE_PORT" in r.stdout
+
+
+def test_backfills_and_voids_answered_by_any_process_hold(tmp_path: Path):
+    server = _server(tmp_path, 2)
+    server.start()
+    try:
+        with _fresh(server) as c:
+            _catalog(c)
+            wait_until(lambda: _ready(server, 2), timeout=30)
+            for k in range(6):  # each to whichever process: stored once, then duplicates, wherever they land
+                body = _batch("bf", k * 10, 20)
+                r = c.post("/v1/events/backfill", content=body, headers=JSON)
+                assert r.status_code == HTTPStatus.OK, r.text
+                statuses = [x["status"] for x in r.json()["results"]]
+                assert statuses == (["duplicate"] * 10 if k else ["stored"] * 10) + ["stored"] * 10
+            assert _usage(c) == (2 * 70, 70)
+            # Voids: stored events leave usage at once; a pending one is voided when it arrives.
+            keys = [f"bf-{i}" for i in range(0, 70, 7)] + ["bf-late"]
+            r = c.post("/v1/events/void", json={"idempotency_keys": keys, "reason": "test data"})
+            assert r.status_code == HTTPStatus.OK, r.text
+            assert [x["status"] for x in r.json()["results"]] == ["voided"] * 10 + ["pending"]
+            assert _usage(c) == (2 * 60, 60)
+            for _ in range(3):  # the late event, sent to several processes: stored voided, counted never
+                late = msgspec.json.encode({"events": [{"customer_id": "cust_acme", "metric_key": "api_calls", "value": 5,
+                                                        "timestamp": "2026-04-20T12:00:00Z", "idempotency_key": "bf-late"}]})
+                assert _post_until_accepted(c, late) == 1
+            assert _usage(c) == (2 * 60, 60)
+    finally:
+        server.stop()

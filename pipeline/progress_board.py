@@ -1,0 +1,140 @@
+"""Where the sink records how far it has stored, for the processes that accept events to read.
+
+A process that accepts events but does not store them (an API replica, an intake process)
+waits on this record: backfills, voids and invoices wait until it passes their barrier.
+
+* ``StoreBoard``: in the usage store (``abaxus.intake_offsets`` and ``abaxus.sink_inflight``),
+  for Kafka workers on other machines.
+* ``SharedBoard``: a small memory-mapped file in the data directory, for the intake
+  processes of one embedded server, which share its disk. Each record in the usage store
+  was a MergeTree insert (~25 ms here, three per sink write: most of the sink's time at
+  full load); here it is a memory write. The file also outlives the owner, so a restart
+  resumes each partition from it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import mmap
+import os
+import struct
+from pathlib import Path
+
+from abaxus.store.usage import UsageStore
+
+__all__ = ["MAX_PARTITIONS", "ProgressBoard", "SharedBoard", "StoreBoard"]
+
+MAX_PARTITIONS = 256
+
+
+class ProgressBoard:
+    """Stored offsets by partition, and the start of the insert in flight (0: none)."""
+
+    def stored_offsets(self) -> dict[int, int]:
+        raise NotImplementedError
+
+    def record_offsets(self, next_offsets: dict[int, int], at_ms: int) -> None:
+        raise NotImplementedError
+
+    def mark_inflight(self, worker: str, since_ms: int) -> None:
+        raise NotImplementedError
+
+    def inflight_since(self, newer_than_ms: int) -> list[int]:
+        """The start stamps of inserts in flight (of workers heard from after ``newer_than_ms``)."""
+        raise NotImplementedError
+
+    def voids_version(self) -> int | None:
+        """Changes whenever a pending void is registered; None: unknown, read the voids before every insert."""
+        return None
+
+    def voids_registered(self) -> None:
+        """A process registered pending voids in the usage store (the sink reads them again)."""
+
+
+class StoreBoard(ProgressBoard):
+    """The record in the usage store, under ``topic`` (the Kafka topic)."""
+
+    def __init__(self, usage: UsageStore, topic: str) -> None:
+        self.usage, self.topic = usage, topic
+
+    def stored_offsets(self) -> dict[int, int]:
+        return self.usage.stored_offsets(self.topic)
+
+    def record_offsets(self, next_offsets: dict[int, int], at_ms: int) -> None:
+        self.usage.record_offsets(self.topic, next_offsets, at_ms)
+
+    def mark_inflight(self, worker: str, since_ms: int) -> None:
+        self.usage.mark_inflight(worker, since_ms)
+
+    def inflight_since(self, newer_than_ms: int) -> list[int]:
+        return self.usage.inflight_since(newer_than_ms)
+
+
+_HEAD = struct.Struct("<QqQ")  # sequence (odd while the sink writes), insert in flight since, voids version
+_SEQ, _INFLIGHT, _VOIDS = struct.Struct("<Q"), struct.Struct("<q"), struct.Struct("<Q")
+_OFFSETS = struct.Struct(f"<{MAX_PARTITIONS}Q")
+
+
+class SharedBoard(ProgressBoard):
+    """The record in a memory-mapped file: one writer (the owner's sink), any number of readers.
+
+    A sequence number, odd while the sink writes, lets a reader take the offsets and the
+    in-flight stamp as one consistent pair. The voids version has writers in every process;
+    they bump it under the file's lock.
+    """
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        size = _HEAD.size + _OFFSETS.size
+        if os.fstat(self._fd).st_size < size:
+            os.ftruncate(self._fd, size)
+        self._map = mmap.mmap(self._fd, size)
+
+    def _read(self) -> tuple[int, tuple[int, ...]]:
+        while True:
+            seq, inflight, _ = _HEAD.unpack_from(self._map, 0)
+            offsets = _OFFSETS.unpack_from(self._map, _HEAD.size)
+            if not seq & 1 and _SEQ.unpack_from(self._map, 0)[0] == seq:
+                return inflight, offsets
+
+    def _write(self, inflight: int | None = None, next_offsets: dict[int, int] | None = None) -> None:
+        seq = _SEQ.unpack_from(self._map, 0)[0] | 1
+        _SEQ.pack_into(self._map, 0, seq)
+        if inflight is not None:
+            _INFLIGHT.pack_into(self._map, _SEQ.size, inflight)
+        for partition, offset in (next_offsets or {}).items():
+            if partition >= MAX_PARTITIONS:
+                raise ValueError(f"at most {MAX_PARTITIONS} log partitions")
+            struct.pack_into("<Q", self._map, _HEAD.size + 8 * partition, offset)
+        _SEQ.pack_into(self._map, 0, seq + 1)
+
+    def stored_offsets(self) -> dict[int, int]:
+        _, offsets = self._read()
+        return {p: o for p, o in enumerate(offsets) if o}
+
+    def record_offsets(self, next_offsets: dict[int, int], at_ms: int) -> None:
+        self._write(next_offsets=next_offsets)
+
+    def mark_inflight(self, worker: str, since_ms: int) -> None:
+        self._write(inflight=since_ms)
+
+    def inflight_since(self, newer_than_ms: int) -> list[int]:
+        inflight, _ = self._read()
+        return [inflight] if inflight > 0 else []
+
+    def voids_version(self) -> int:
+        return int(_VOIDS.unpack_from(self._map, _SEQ.size + _INFLIGHT.size)[0])
+
+    def voids_registered(self) -> None:
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        try:
+            at = _SEQ.size + _INFLIGHT.size
+            _VOIDS.pack_into(self._map, at, _VOIDS.unpack_from(self._map, at)[0] + 1)
+        finally:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        self._map.close()
+        os.close(self._fd)
