@@ -40,6 +40,8 @@ import httpx
 import msgspec
 import pyarrow as pa
 
+from abaxus.pipeline.log import decode_position
+from abaxus.pipeline.progress_board import SharedBoard
 from abaxus.settings import Settings
 from abaxus.store.usage import EVENT_SCHEMA, migrate_usage
 
@@ -238,6 +240,24 @@ def raw_insert_rate(total: int, customers: int) -> float:
         return rate
 
 
+def partition_shares(server: ServerProcess) -> str:
+    """Bytes each process's log partition took (owner first), as per cent: how the kernel spread the connections."""
+    path = server.data_dir / "intake" / "progress.board"
+    if server.args:
+        return "n/a"
+    if not path.exists():
+        return "all (one process)"
+    board = SharedBoard(path)
+    try:
+        stored = {p: decode_position(o) for p, o in board.stored_offsets().items()}
+    finally:
+        board.close()
+    size = Settings().log_segment_bytes
+    taken = {p: seg * size + off for p, (seg, off) in stored.items()}
+    total = sum(taken.values()) or 1
+    return " / ".join(f"{100 * taken.get(p, 0) / total:.0f}" for p in range(max(taken, default=0) + 1)) + " %"
+
+
 class Figures(NamedTuple):
     accepted: int
     http_rate: float
@@ -250,6 +270,7 @@ class Figures(NamedTuple):
     cpu_user: float
     cpu_system: float
     wall: float
+    shares: str
 
 
 def _catalog(server: ServerProcess, customers: int) -> None:
@@ -280,7 +301,8 @@ def measure(api: ServerProcess, flow: ServerProcess, bodies: list[bytes], args: 
                          else (float("nan"), float("nan")))
     q = statistics.quantiles(latencies, n=100)
     return Figures(accepted, accepted / (http_done - started), accepted / (stored_done - started), q[49] * 1000,
-                   q[98] * 1000, share, server_p99, RETRIES["503"], user, system, stored_done - started)
+                   q[98] * 1000, share, server_p99, RETRIES["503"], user, system, stored_done - started,
+                   partition_shares(flow))
 
 
 def _intake_ready(server: ServerProcess, processes: int) -> bool:
@@ -380,6 +402,7 @@ def main() -> None:
     row("CPU s per 1M events (user+sys)", [f"{(f.cpu_user + f.cpu_system) * 1e6 / max(f.accepted, 1):.2f}" for f in figures],
         "all Abaxus processes of the run")
     row("cores busy (of 2)", [f"{(f.cpu_user + f.cpu_system) / f.wall:.2f}" for f in figures])
+    row("events taken, by process", [f.shares for f in figures], "owner first; the kernel spreads connections")
 
 
 if __name__ == "__main__":
