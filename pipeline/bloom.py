@@ -19,7 +19,7 @@ from typing import cast
 
 import numpy as np
 
-__all__ = ["BloomFilter"]
+__all__ = ["BloomFilter", "Hashes", "key_hashes"]
 
 _BITS_PER_KEY = 8  # one layer at capacity: ~2.4 % false hits with 4 hashes
 
@@ -48,8 +48,12 @@ class _Layer:
         return cast("np.ndarray", self.array[self.positions(h1, h2)].all(axis=1))  # numpy: Any for an untyped dtype
 
 
-def _hashes(keys: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    h1 = np.fromiter((hash(k) for k in keys), dtype=np.int64, count=len(keys)).view(np.uint64)
+Hashes = tuple[np.ndarray, np.ndarray]
+
+
+def key_hashes(keys: list[str]) -> Hashes:
+    """The two base hashes of each key: compute once, then test and add with them (``*_hashed``)."""
+    h1 = np.fromiter(map(hash, keys), dtype=np.int64, count=len(keys)).view(np.uint64)
     with np.errstate(over="ignore"):
         h2 = (h1 >> np.uint64(29)) * np.uint64(0x9E3779B97F4A7C15) | np.uint64(1)
     return h1, h2
@@ -68,20 +72,28 @@ class BloomFilter:
         return sum(layer.bits for layer in self.layers)
 
     def add_many(self, keys: list[str]) -> None:
-        if not keys:
+        if keys:
+            self.add_hashed(key_hashes(keys))
+
+    def add_hashed(self, hashes: Hashes) -> None:
+        n = len(hashes[0])
+        if not n:
             return
         newest = self.layers[-1]
-        if newest.count + len(keys) > newest.capacity:
-            newest = _Layer(max(2 * newest.capacity, len(keys)), self.k)
+        if newest.count + n > newest.capacity:
+            newest = _Layer(max(2 * newest.capacity, n), self.k)
             self.layers.append(newest)
-        newest.add(*_hashes(keys))
-        self.count += len(keys)
+        newest.add(*hashes)
+        self.count += n
 
     def might_contain(self, keys: list[str]) -> np.ndarray:
         """A boolean per key: False means certainly never added."""
         if not keys:
             return np.zeros(0, dtype=bool)
-        h1, h2 = _hashes(keys)
+        return self.might_contain_hashed(key_hashes(keys))
+
+    def might_contain_hashed(self, hashes: Hashes) -> np.ndarray:
+        h1, h2 = hashes
         found = self.layers[0].contains(h1, h2)
         for layer in self.layers[1:]:
             found |= layer.contains(h1, h2)

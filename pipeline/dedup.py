@@ -35,7 +35,7 @@ import pyarrow as pa
 from bytewax.operators import StatefulBatchLogic
 
 from abaxus.clock import Clock, SystemClock
-from abaxus.pipeline.bloom import BloomFilter
+from abaxus.pipeline.bloom import BloomFilter, Hashes, key_hashes
 from abaxus.pipeline.records import INTAKE_SCHEMA
 
 __all__ = ["MAX_REMEMBERED_KEYS", "DedupLogic", "DedupResult"]
@@ -53,20 +53,37 @@ class DedupResult:
         self.kept, self.dropped, self.position, self.backfill = kept, dropped, position, backfill
 
 
-def _not_remembered(keys: list[str], current: dict[str, None], older: dict[str, None], keep: np.ndarray) -> list[int]:
-    """Indexes of keys neither remembered nor repeated earlier in ``keys``; the rest are dropped in ``keep``."""
+def _not_remembered(keys: list[str], maybe: np.ndarray, current: dict[str, None], older: dict[str, None],
+                    added_now: set[str], keep: np.ndarray) -> tuple[list[int], list[int]]:
+    """Indexes of keys neither remembered nor repeated earlier, and those of them the filter hits; ``keep`` drops the rest.
+
+    Every remembered key is in the Bloom filter or was accepted earlier in this activation
+    (``added_now``: the filter takes those at its end), so only the filter's hits need a
+    look into the big generations, and the rest a look into this activation's keys.
+    """
     fresh = set(keys)
-    if len(fresh) == len(keys) and current.keys().isdisjoint(fresh) and older.keys().isdisjoint(fresh):
-        return list(range(len(keys)))  # the usual batch: no repeats, nothing remembered (C-speed checks)
-    unknown = []
+    if len(fresh) == len(keys) and added_now.isdisjoint(fresh):  # the usual batch: no repeats
+        hit_idx = np.flatnonzero(maybe).tolist()
+        hits = []
+        for i in hit_idx:
+            k = keys[i]
+            if k in current or k in older:
+                keep[i] = False
+            else:
+                hits.append(i)
+        unknown = list(range(len(keys))) if len(hits) == len(hit_idx) else np.flatnonzero(keep).tolist()
+        return unknown, hits
+    unknown, hits = [], []
     batch_seen: set[str] = set()
-    for i, k in enumerate(keys):
-        if k in current or k in older or k in batch_seen:
+    for i, (k, hit) in enumerate(zip(keys, maybe.tolist(), strict=True)):
+        if k in batch_seen or k in added_now or (hit and (k in current or k in older)):
             keep[i] = False
         else:
             batch_seen.add(k)
             unknown.append(i)
-    return unknown
+            if hit:
+                hits.append(i)
+    return unknown, hits
 
 
 class DedupLogic(StatefulBatchLogic[Any, DedupResult, tuple[float, list[str]]]):
@@ -109,37 +126,41 @@ class DedupLogic(StatefulBatchLogic[Any, DedupResult, tuple[float, list[str]]]):
         """
         self._rotate()
         current, older = self.generations
-        pending: list[tuple[Any, Any, bool, list[str], np.ndarray, list[int]]] = []
+        pending: list[tuple[Any, Any, bool, list[str], np.ndarray, list[int], Hashes | None]] = []
         hit_keys: list[str] = []
+        added_now: set[str] = set()
         for batch, position, backfill in items:
             if batch is None:  # a marker: nothing to dedup, but the sink records its position
-                pending.append((_EMPTY, position, backfill, [], np.ones(0, dtype=bool), []))
+                pending.append((_EMPTY, position, backfill, [], np.ones(0, dtype=bool), [], None))
                 continue
             keys = batch.column("idempotency_key").to_pylist()
             keep = np.ones(len(keys), dtype=bool)
-            unknown = _not_remembered(keys, current, older, keep)
+            hashes = key_hashes(keys)  # once: the filter is asked with them now and takes the new keys later
+            with self.bloom_lock:
+                maybe = self.bloom.might_contain_hashed(hashes)
+            unknown, hits = _not_remembered(keys, maybe, current, older, added_now, keep)
             if unknown:
                 candidates = [keys[i] for i in unknown]
                 # Remembered at once, so a later record of this activation sees them (first wins);
                 # one that turns out to be stored is a known key all the same.
                 current.update(dict.fromkeys(candidates))
-                with self.bloom_lock:
-                    hits = self.bloom.might_contain(candidates)
-                if hits.any():
-                    hit_keys.extend(k for k, h in zip(candidates, hits, strict=True) if h)
-            pending.append((batch, position, backfill, keys, keep, unknown))
+                added_now.update(candidates)
+                hit_keys.extend(keys[i] for i in hits)
+            pending.append((batch, position, backfill, keys, keep, unknown, hashes))
         stored = self.store_lookup(hit_keys) if hit_keys else set()
         out = []
-        for batch, position, backfill, keys, keep, unknown in pending:
+        for batch, position, backfill, keys, keep, unknown, hashes in pending:
             if unknown:
                 if stored:
                     for i in unknown:
                         if keys[i] in stored:
                             keep[i] = False
-                new = [keys[i] for i in unknown if keep[i]]
-                self.recent.extend(new)
-                with self.bloom_lock:
-                    self.bloom.add_many(new)
+                new_idx = [i for i in unknown if keep[i]] if stored else unknown
+                self.recent.extend(keys[i] for i in new_idx)
+                if hashes is not None and new_idx:
+                    index = np.asarray(new_idx, dtype=np.intp)
+                    with self.bloom_lock:
+                        self.bloom.add_hashed((hashes[0][index], hashes[1][index]))
             mask = pa.array(keep)
             kept = batch if keep.all() else batch.filter(mask)
             dropped = batch.slice(0, 0) if keep.all() else batch.filter(pa.array(~keep))
