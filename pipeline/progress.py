@@ -29,6 +29,7 @@ class Progress:
         self._kept: dict[Position, set[str]] = {}
         self._inserting_since: int | None = None
         self.alive = True
+        self._waiters = 0  # requests waiting for the store: the source stops holding reads back for them
         # Why the sink cannot store right now (the usage store refuses inserts), else None.
         self.stalled: str | None = None
 
@@ -66,7 +67,18 @@ class Progress:
         with self._cond:
             self._wait(position, timeout)
 
+    def has_waiters(self) -> bool:
+        """Whether a request waits for the store now (read without the lock: a hint, checked again every 10 ms)."""
+        return self._waiters > 0
+
     def _wait(self, position: Position, timeout: float) -> None:
+        self._waiters += 1
+        try:
+            self._wait_locked(position, timeout)
+        finally:
+            self._waiters -= 1
+
+    def _wait_locked(self, position: Position, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while self.done < position:
             left = deadline - time.monotonic()

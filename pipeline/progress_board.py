@@ -50,6 +50,13 @@ class ProgressBoard:
     def voids_registered(self) -> None:
         """A process registered pending voids in the usage store (the sink reads them again)."""
 
+    def request_flush(self) -> None:
+        """A request waits for the store: the sink should write what it holds back now."""
+
+    def flush_requests(self) -> int:
+        """Changes whenever a flush is requested (0 where requests cannot be seen)."""
+        return 0
+
 
 class StoreBoard(ProgressBoard):
     """The record in the usage store, under ``topic`` (the Kafka topic)."""
@@ -70,8 +77,10 @@ class StoreBoard(ProgressBoard):
         return self.usage.inflight_since(newer_than_ms)
 
 
-_HEAD = struct.Struct("<QqQ")  # sequence (odd while the sink writes), insert in flight since, voids version
-_SEQ, _INFLIGHT, _VOIDS = struct.Struct("<Q"), struct.Struct("<q"), struct.Struct("<Q")
+# sequence (odd while the sink writes), insert in flight since, voids version, flush requests
+_HEAD = struct.Struct("<QqQQ")
+_SEQ, _INFLIGHT, _COUNTER = struct.Struct("<Q"), struct.Struct("<q"), struct.Struct("<Q")
+_VOIDS_AT, _FLUSH_AT = 16, 24
 _OFFSETS = struct.Struct(f"<{MAX_PARTITIONS}Q")
 
 
@@ -94,7 +103,7 @@ class SharedBoard(ProgressBoard):
 
     def _read(self) -> tuple[int, tuple[int, ...]]:
         while True:
-            seq, inflight, _ = _HEAD.unpack_from(self._map, 0)
+            seq, inflight, _, _ = _HEAD.unpack_from(self._map, 0)
             offsets = _OFFSETS.unpack_from(self._map, _HEAD.size)
             if not seq & 1 and _SEQ.unpack_from(self._map, 0)[0] == seq:
                 return inflight, offsets
@@ -125,13 +134,22 @@ class SharedBoard(ProgressBoard):
         return [inflight] if inflight > 0 else []
 
     def voids_version(self) -> int:
-        return int(_VOIDS.unpack_from(self._map, _SEQ.size + _INFLIGHT.size)[0])
+        return int(_COUNTER.unpack_from(self._map, _VOIDS_AT)[0])
 
     def voids_registered(self) -> None:
+        self._bump(_VOIDS_AT)
+
+    def request_flush(self) -> None:
+        self._bump(_FLUSH_AT)
+
+    def flush_requests(self) -> int:
+        return int(_COUNTER.unpack_from(self._map, _FLUSH_AT)[0])
+
+    def _bump(self, at: int) -> None:
+        """Add one to a counter every process may write (under the file's lock)."""
         fcntl.flock(self._fd, fcntl.LOCK_EX)
         try:
-            at = _SEQ.size + _INFLIGHT.size
-            _VOIDS.pack_into(self._map, at, _VOIDS.unpack_from(self._map, at)[0] + 1)
+            _COUNTER.pack_into(self._map, at, _COUNTER.unpack_from(self._map, at)[0] + 1)
         finally:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
 
