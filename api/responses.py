@@ -9,7 +9,7 @@ from litestar import Request, Response
 from abaxus.errors import InvalidInput
 from abaxus.schemas.codec import encode_json
 
-__all__ = ["json_response", "list_response", "page_params"]
+__all__ = ["encoded_json_response", "json_response", "list_response", "page_params"]
 
 _MAX_LIMIT = 1000  # the page size bound (§1)
 
@@ -17,6 +17,11 @@ _MAX_LIMIT = 1000  # the page size bound (§1)
 def json_response(content: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response[Any]:
     """``content`` encoded once; the handler's annotation names the contract struct it stands for."""
     return Response(content=encode_json(content), status_code=status, media_type="application/json", headers=headers)
+
+
+def encoded_json_response(body: bytes, status: int = 200) -> Response[Any]:
+    """A body already encoded as the contract's JSON (the intake's columnar answer)."""
+    return Response(content=body, status_code=status, media_type="application/json")
 
 
 def list_response(data: list[Any], next_cursor: str | None) -> Response[bytes]:

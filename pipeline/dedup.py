@@ -149,7 +149,7 @@ class DedupLogic(StatefulBatchLogic[Any, DedupResult, tuple[float, list[str]]]):
             pending.append((batch, position, backfill, keys, keep, unknown, hashes))
         stored = self.store_lookup(hit_keys) if hit_keys else set()
         out = []
-        for batch, position, backfill, keys, keep, unknown, hashes in pending:
+        for batch, position, backfill, keys, keep, unknown, record_hashes in pending:
             if unknown:
                 if stored:
                     for i in unknown:
@@ -157,10 +157,10 @@ class DedupLogic(StatefulBatchLogic[Any, DedupResult, tuple[float, list[str]]]):
                             keep[i] = False
                 new_idx = [i for i in unknown if keep[i]] if stored else unknown
                 self.recent.extend(keys[i] for i in new_idx)
-                if hashes is not None and new_idx:
+                if record_hashes is not None and new_idx:
                     index = np.asarray(new_idx, dtype=np.intp)
                     with self.bloom_lock:
-                        self.bloom.add_hashed((hashes[0][index], hashes[1][index]))
+                        self.bloom.add_hashed((record_hashes[0][index], record_hashes[1][index]))
             mask = pa.array(keep)
             kept = batch if keep.all() else batch.filter(mask)
             dropped = batch.slice(0, 0) if keep.all() else batch.filter(pa.array(~keep))

@@ -160,7 +160,7 @@ class AcceptedBatch(Sequence[Accepted]):
         return Accepted(i, self.ids[i].as_py(), self.keys[i])
 
     def __iter__(self) -> Iterator[Accepted]:
-        return map(tuple.__new__, repeat(Accepted), zip(count(), self.ids.to_pylist(), self.keys))  # type: ignore[arg-type]
+        return map(tuple.__new__, repeat(Accepted), zip(count(), self.ids.to_pylist(), self.keys))
 
     def results_json(self) -> bytes:
         """``[{"index":0,"event_id":"evt_…","status":"queued"},…]``: records of one index width at a time, in numpy."""

@@ -10,7 +10,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
 
 from abaxus.api.contract import ONE_MB, RawBody, StrictBody, errors
-from abaxus.api.responses import json_response
+from abaxus.api.responses import encoded_json_response, json_response
 from abaxus.api.routes import Paging, page, run
 from abaxus.billing.usage import event_out
 from abaxus.errors import AbaxusError, InvalidInput
@@ -82,7 +82,7 @@ async def ingest_one(data: bytes, ingestion: Ingestion) -> Response[EventQueued]
     return json_response({"event_id": a.event_id, "status": "queued", "idempotency_key": a.idempotency_key}, 202)
 
 
-def _batch_status(accepted: list[Any], rejected: list[Rejected], ok: int) -> int:
+def _batch_status(accepted: Sequence[Any], rejected: list[Rejected], ok: int) -> int:
     if not accepted:
         return 422
     return ok if not rejected else 207
@@ -97,7 +97,7 @@ async def ingest_batch(data: bytes, ingestion: Ingestion) -> Response[BatchResul
         await ingestion.submit(batch)
     if isinstance(accepted, AcceptedBatch):  # the fast path: every event accepted, the answer written from columns
         body = b'{"accepted":%d,"rejected":0,"results":%b}' % (len(accepted), accepted.results_json())
-        return Response(content=body, status_code=202, media_type="application/json")
+        return encoded_json_response(body, 202)
     results = _in_order([{"index": a.index, "event_id": a.event_id, "status": "queued"} for a in accepted], rejected)
     return json_response({"accepted": len(accepted), "rejected": len(rejected), "results": results},
                          _batch_status(accepted, rejected, 202))
