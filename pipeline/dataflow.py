@@ -57,8 +57,13 @@ _DUP_SCHEMA = pa.schema([("idempotency_key", pa.string()), ("customer_id", pa.st
 # and neither does a request that waits for the store (a backfill, an invoice, exact usage,
 # a void): the source lets go as soon as one does (``Progress.has_waiters``, and the shared
 # board's flush requests from other processes).
+# Held that long only under load (events arrived at BUSY_ROWS_PER_S or more while the last
+# records were held, within the last second); otherwise at most COALESCE_IDLE_SECONDS, so a
+# trickle of events is stored at once.
 COALESCE_ROWS = 50_000
 COALESCE_SECONDS = 0.3
+COALESCE_IDLE_SECONDS = 0.05
+BUSY_ROWS_PER_S = 40_000
 _MAX_RECORDS = 256
 _RESTART_FIRST_S, _RESTART_MAX_S = 0.5, 10.0  # a failed flow is started again after these (doubling)
 
@@ -88,6 +93,12 @@ class _LogPartition(StatefulSourcePartition[Any, Position]):
         self.held_since = 0.0
         self.idle = False
         self.flushes_seen = flow.flush_requests()
+        self.last_emit = (0.0, 0.0)  # when the last records were let go, and the rows a second they came at
+
+    def _hold_limit(self) -> float:
+        at, rate = self.last_emit
+        busy = rate >= BUSY_ROWS_PER_S and time.monotonic() - at < 1.0
+        return COALESCE_SECONDS if busy else COALESCE_IDLE_SECONDS
 
     def next_batch(self) -> list[Any]:
         reader = self.reader
@@ -107,14 +118,17 @@ class _LogPartition(StatefulSourcePartition[Any, Position]):
                 raise StopIteration()
             self.idle = True
             return []
-        if (sum(b.num_rows for b, _, _ in self.held) < COALESCE_ROWS and len(self.held) < _MAX_RECORDS
-                and time.monotonic() - self.held_since < COALESCE_SECONDS
+        rows = sum(b.num_rows for b, _, _ in self.held)
+        if (rows < COALESCE_ROWS and len(self.held) < _MAX_RECORDS
+                and time.monotonic() - self.held_since < self._hold_limit()
                 and not any(backfill for _, _, backfill in self.held) and not self.flow.stopping.is_set()
                 and not self.flow.progress.has_waiters() and flushes == self.flushes_seen):
             self.idle = True  # look again in 10 ms
             return []
         self.idle = False
         self.flushes_seen = flushes
+        now = time.monotonic()
+        self.last_emit = (now, rows / max(now - self.held_since, 0.001))
         if self.flow.recorded:  # positions as the store records them: (partition, offset after the record)
             out = [("all", (b, (self.index, encode_position(p)), bf)) for b, p, bf in self.held]
         else:
