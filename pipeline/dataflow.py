@@ -12,6 +12,7 @@ the flow stops: events stay in the durable log until stored, so nothing accepted
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -261,13 +262,21 @@ class Dataflow:
                              addresses=self.addresses, epoch_interval=timedelta(seconds=self.settings.epoch_seconds),
                              recovery_config=RecoveryConfig(recovery))
                     return  # the sources ended: the flow was asked to stop
-                except Exception as exc:  # any failure of the flow: reported, then started again
+                except BaseException as exc:  # any failure of the flow: reported, then started again
+                    # A panic in Bytewax's Rust code arrives as pyo3's PanicException, a
+                    # BaseException: a full disk once made its stderr write fail ("failed printing
+                    # to stderr") and the flow stayed down after space came back. Only the
+                    # interpreter's own exits end the supervisor.
+                    if isinstance(exc, KeyboardInterrupt | SystemExit | GeneratorExit):
+                        raise
                     self.error = exc
-                    log.error("dataflow_failed", exc_info=exc, restart_in_s=delay)
+                    with contextlib.suppress(Exception):  # a full disk can fail the log line too: restart all the same
+                        log.error("dataflow_failed", exc_info=exc, restart_in_s=delay)
                 if self.stopping.wait(delay):
                     return
                 delay = min(delay * 2, _RESTART_MAX_S)
-                log.info("dataflow_restarting")
+                with contextlib.suppress(Exception):
+                    log.info("dataflow_restarting")
                 self.error = None
         except BaseException as exc:  # interpreter shutdown and the like: reported through /readyz
             self.error = exc
