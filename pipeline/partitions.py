@@ -24,21 +24,17 @@ from pathlib import Path
 import pyarrow as pa
 from sqlalchemy import Engine
 
-from abaxus.errors import Unavailable
 from abaxus.pipeline.dataflow import Dataflow
 from abaxus.pipeline.kafka_ingestion import RecordedIngestion
 from abaxus.pipeline.log import (
     LOG_TOPIC,
     IntakeLog,
-    LogWriteError,
     PeerLog,
     decode_position,
     encode_position,
     read_durable_mark,
 )
 from abaxus.pipeline.progress_board import SharedBoard
-from abaxus.pipeline.records import encode_record
-from abaxus.pipeline.service import RETRY
 from abaxus.settings import Settings
 from abaxus.telemetry import Telemetry
 
@@ -102,15 +98,7 @@ class PartitionedLogIngestion(RecordedIngestion):
 
     async def submit(self, batch: pa.RecordBatch, *, backfill: bool = False) -> dict[int, int]:
         """Append to this process's partition (fsync'd); the stored offset that means "all of it stored"."""
-        if self._dataflow is not None and not self._dataflow.healthy():
-            raise Unavailable("NOT_READY", "The dataflow is down; nothing was accepted. Retry shortly.", headers=RETRY)
-        self._refuse_if_overloaded()
-        try:
-            position = await self._log.append(encode_record(batch, backfill=backfill))
-        except LogWriteError as exc:
-            self.telemetry.intake_refused.labels("log_write_failed").inc()
-            raise Unavailable("NOT_READY", f"The intake log could not make the events durable ({self._log.problem or exc}); "
-                              "nothing was accepted. Free disk space or retry shortly.", headers=RETRY) from None
+        position = await self._append_durably(self._log, self._dataflow, batch, backfill)
         targets = {self.partition: encode_position(position)}
         self._acknowledge(targets, [batch])
         return targets

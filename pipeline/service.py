@@ -114,6 +114,21 @@ class Ingestion:
         """Make accepted events durable (a 202 may follow); raise NOT_READY (503) if that cannot be promised."""
         raise NotImplementedError
 
+    async def _append_durably(self, log: IntakeLog, dataflow: Dataflow | None, batch: pa.RecordBatch,
+                              backfill: bool) -> Position:
+        """Append to a local log; NOT_READY (nothing accepted) if the dataflow is down, the
+        back-pressure bound is passed, or the write or its fsync fails (the log is then cut
+        back to its last whole record, so nothing of this request survives a restart)."""
+        if dataflow is not None and not dataflow.healthy():
+            raise Unavailable("NOT_READY", "The dataflow is down; nothing was accepted. Retry shortly.", headers=RETRY)
+        self._refuse_if_overloaded()
+        try:
+            return await log.append(encode_record(batch, backfill=backfill))
+        except LogWriteError as exc:
+            self.telemetry.intake_refused.labels("log_write_failed").inc()
+            raise Unavailable("NOT_READY", f"The intake log could not make the events durable ({log.problem or exc}); "
+                              "nothing was accepted. Free disk space or retry shortly.", headers=RETRY) from None
+
     async def backfill(self, batch: pa.RecordBatch) -> set[str]:
         """Submit like ``submit``, then wait until stored: the idempotency keys stored now (not duplicates)."""
         raise NotImplementedError
@@ -219,15 +234,7 @@ class EmbeddedIngestion(Ingestion):
         is passed, and when the log write or its fsync fails (the log is then cut back to its
         last whole record, so nothing of this request survives a restart).
         """
-        if not self._dataflow.healthy():
-            raise Unavailable("NOT_READY", "The dataflow is down; nothing was accepted. Retry shortly.", headers=RETRY)
-        self._refuse_if_overloaded()
-        try:
-            position = await self._log.append(encode_record(batch, backfill=backfill))
-        except LogWriteError as exc:
-            self.telemetry.intake_refused.labels("log_write_failed").inc()
-            raise Unavailable("NOT_READY", f"The intake log could not make the events durable ({self._log.problem or exc}); "
-                              "nothing was accepted. Free disk space or retry shortly.", headers=RETRY) from None
+        position = await self._append_durably(self._log, self._dataflow, batch, backfill)
         self._dataflow.progress.accepted(position, self.settings.clock.now_ms(), batch.num_rows)
         return position
 

@@ -13,11 +13,13 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from http import HTTPStatus
 from pathlib import Path
 
 import httpx
 import msgspec
+import pytest
 
 from conftest import ADMIN_KEY
 from helpers import wait_until
@@ -104,13 +106,24 @@ def _catalog(c: httpx.Client) -> None:
     assert c.post("/v1/customers", json={**CUSTOMER, "id": "cust_acme"}).status_code == HTTPStatus.CREATED
 
 
-def test_events_taken_by_every_process_are_counted_once_and_read_at_once(tmp_path: Path):
+@pytest.fixture
+def two_intake(tmp_path: Path) -> Iterator[ServerProcess]:
+    """A server with two intake processes, all serving, and the catalog made."""
     server = _server(tmp_path, 2)
     server.start()
     try:
         with _fresh(server) as c:
             _catalog(c)
-            wait_until(lambda: _ready(server, 2), timeout=30)
+        wait_until(lambda: _ready(server, 2), timeout=30)
+        yield server
+    finally:
+        server.stop()
+
+
+def test_events_taken_by_every_process_are_counted_once_and_read_at_once(two_intake: ServerProcess):
+    server = two_intake
+    try:
+        with _fresh(server) as c:
             for k in range(40):
                 assert _post_until_accepted(c, _batch("rw", k * 250, 250)) == 250
             for k in range(0, 40, 4):  # the same keys again, to whichever process: counted once
@@ -198,30 +211,23 @@ def test_intake_processes_need_the_usage_front(tmp_path: Path):
     assert "ABAXUS_USAGE_PORT" in r.stdout
 
 
-def test_backfills_and_voids_answered_by_any_process_hold(tmp_path: Path):
-    server = _server(tmp_path, 2)
-    server.start()
-    try:
-        with _fresh(server) as c:
-            _catalog(c)
-            wait_until(lambda: _ready(server, 2), timeout=30)
-            for k in range(6):  # each to whichever process: stored once, then duplicates, wherever they land
-                body = _batch("bf", k * 10, 20)
-                r = c.post("/v1/events/backfill", content=body, headers=JSON)
-                assert r.status_code == HTTPStatus.OK, r.text
-                statuses = [x["status"] for x in r.json()["results"]]
-                assert statuses == (["duplicate"] * 10 if k else ["stored"] * 10) + ["stored"] * 10
-            assert _usage(c) == (2 * 70, 70)
-            # Voids: stored events leave usage at once; a pending one is voided when it arrives.
-            keys = [f"bf-{i}" for i in range(0, 70, 7)] + ["bf-late"]
-            r = c.post("/v1/events/void", json={"idempotency_keys": keys, "reason": "test data"})
+def test_backfills_and_voids_answered_by_any_process_hold(two_intake: ServerProcess):
+    with _fresh(two_intake) as c:
+        for k in range(6):  # each to whichever process: stored once, then duplicates, wherever they land
+            body = _batch("bf", k * 10, 20)
+            r = c.post("/v1/events/backfill", content=body, headers=JSON)
             assert r.status_code == HTTPStatus.OK, r.text
-            assert [x["status"] for x in r.json()["results"]] == ["voided"] * 10 + ["pending"]
-            assert _usage(c) == (2 * 60, 60)
-            for _ in range(3):  # the late event, sent to several processes: stored voided, counted never
-                late = msgspec.json.encode({"events": [{"customer_id": "cust_acme", "metric_key": "api_calls", "value": 5,
-                                                        "timestamp": "2026-04-20T12:00:00Z", "idempotency_key": "bf-late"}]})
-                assert _post_until_accepted(c, late) == 1
-            assert _usage(c) == (2 * 60, 60)
-    finally:
-        server.stop()
+            statuses = [x["status"] for x in r.json()["results"]]
+            assert statuses == (["duplicate"] * 10 if k else ["stored"] * 10) + ["stored"] * 10
+        assert _usage(c) == (2 * 70, 70)
+        # Voids: stored events leave usage at once; a pending one is voided when it arrives.
+        keys = [f"bf-{i}" for i in range(0, 70, 7)] + ["bf-late"]
+        r = c.post("/v1/events/void", json={"idempotency_keys": keys, "reason": "test data"})
+        assert r.status_code == HTTPStatus.OK, r.text
+        assert [x["status"] for x in r.json()["results"]] == ["voided"] * 10 + ["pending"]
+        assert _usage(c) == (2 * 60, 60)
+        for _ in range(3):  # the late event, sent to several processes: stored voided, counted never
+            late = msgspec.json.encode({"events": [{"customer_id": "cust_acme", "metric_key": "api_calls", "value": 5,
+                                                    "timestamp": "2026-04-20T12:00:00Z", "idempotency_key": "bf-late"}]})
+            assert _post_until_accepted(c, late) == 1
+        assert _usage(c) == (2 * 60, 60)
