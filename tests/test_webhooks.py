@@ -400,7 +400,9 @@ def test_a_server_killed_before_the_delivery_lands_delivers_it_after_restart(
             catalog(c)
             invoice = c.post("/v1/invoices", json=APRIL)
             assert invoice.status_code == 201, invoice.text
-        wait_until(lambda: len(receiver.requests) >= 1, timeout=30)
+            # Killed once an attempt is recorded (a failed one is rescheduled within a second): one
+            # killed mid-attempt is only retried when its 30 s lease (LEASE_MS) expires, a wait not spent here.
+            wait_until(lambda: deliveries(c, hook["id"])[0]["attempt_count"] >= 1, timeout=30)
         server.kill()
         tried = len(receiver.requests)
         assert {r["status"] for r in receiver.requests} == {500}
