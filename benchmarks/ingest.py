@@ -10,7 +10,8 @@ rows straight into a fresh chDB with ``insert_arrow`` (100k-row batches) as the 
     python benchmarks/ingest.py --intake-processes 0           # the one-process column only
 
 By default the embedded server runs twice: as one process, and with ``--intake-processes``
-(1) intake processes beside it (ABAXUS_INTAKE_PROCESSES), side by side. There the stored
+(2) intake processes beside it (ABAXUS_INTAKE_PROCESSES; from 2 on they alone take HTTP and
+the server only stores), side by side. There the stored
 count is read through the usage front and the CPU is the owner's plus its intake processes'.
 
 ``--mode kafka`` runs the same events through the split topology as well: a tansu broker,
@@ -372,7 +373,7 @@ def main() -> None:
                     help="raw: a minimal keep-alive socket client (default, leaves the CPU to the server); httpx")
     ap.add_argument("--mode", choices=["embedded", "kafka"], default="embedded",
                     help="kafka: also run the split topology (broker + worker + API replica) beside the embedded figure")
-    ap.add_argument("--intake-processes", type=int, default=1,
+    ap.add_argument("--intake-processes", type=int, default=2,
                     help="also run embedded with this many intake processes beside the server (0: don't)")
     args = ap.parse_args()
     bodies = make_bodies(args.events, 1000, args.customers)

@@ -1,7 +1,9 @@
 """Intake processes of an embedded ``abaxus serve`` (``ABAXUS_INTAKE_PROCESSES``): start, watch, stop.
 
-The server binds its port with ``SO_REUSEPORT`` and so does every intake process, so the
-kernel spreads connections over all of them. The owner (the process that owns chDB) starts
+Every intake process binds the server's port with ``SO_REUSEPORT``, so the kernel spreads
+connections over them. With one intake process the owner answers on the port too; from two on
+it only reserves the port (bound, not listening) and serves its own API on a unix socket in
+the data directory, leaving its GIL to the dataflow. The owner (the process that owns chDB) starts
 the intake processes once its usage front answers, restarts one that dies (its acknowledged
 events are safe in its log partition, which the owner keeps reading), and stops them when
 it stops. An intake process also dies with its owner (``PR_SET_PDEATHSIG``): a killed owner
@@ -10,24 +12,29 @@ never leaves processes answering on its port with nobody storing what they accep
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import hashlib
 import os
 import secrets
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+from pathlib import Path
 
 from abaxus.logging import get_logger
 from abaxus.settings import Settings
 
-__all__ = ["IntakeProcesses", "die_with_parent", "shared_socket", "usage_password"]
+__all__ = ["IntakeProcesses", "die_with_parent", "owner_socket", "reserve_port", "shared_socket", "usage_password"]
 
 log = get_logger("abaxus.intake_processes")
 
 _PR_SET_PDEATHSIG = 1
+_MAX_UNIX_PATH = 107  # sun_path holds 108 bytes, the last a NUL
 _RESTART_FIRST_S, _RESTART_MAX_S = 0.5, 10.0
 
 
@@ -41,6 +48,45 @@ def shared_socket(host: str, port: int) -> socket.socket:
     sock.listen(2048)
     sock.set_inheritable(False)
     return sock
+
+
+def reserve_port(host: str, port: int) -> socket.socket:
+    """Bind ``host:port`` as the intake processes will (``SO_REUSEPORT``), without listening.
+
+    A socket that does not listen takes no connections, so the kernel gives them all to the
+    intake processes; binding it still fails at once (``EADDRINUSE``) when another program
+    holds the port, and keeps such a program from taking it while an intake process restarts.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.set_inheritable(False)
+    return sock
+
+
+def owner_socket(data_dir: Path) -> tuple[socket.socket, Path]:
+    """The owner's private listening socket: ``<data dir>/owner.sock``, mode 0600.
+
+    A unix socket path is limited to 107 bytes; a longer one moves to the temporary directory
+    under a name made from the data directory. A stale file of an earlier run is replaced.
+    """
+    path = (data_dir / "owner.sock").resolve()
+    if len(os.fsencode(path)) > _MAX_UNIX_PATH:
+        digest = hashlib.sha256(os.fsencode(data_dir.resolve())).hexdigest()[:16]
+        path = Path(tempfile.gettempdir()) / f"abaxus-owner-{digest}.sock"
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old_mask = os.umask(0o177)
+    try:
+        sock.bind(str(path))
+    finally:
+        os.umask(old_mask)
+    sock.listen(256)
+    sock.set_inheritable(False)
+    return sock, path
 
 
 def die_with_parent() -> None:

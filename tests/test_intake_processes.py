@@ -1,7 +1,8 @@
 """Embedded ``abaxus serve`` with intake processes (ABAXUS_INTAKE_PROCESSES), as real processes.
 
-Every request goes on a fresh connection, so the kernel spreads them over the owner and
-the intake processes (SO_REUSEPORT); the assertions hold whichever process answered.
+Every request goes on a fresh connection, so the kernel spreads them over the intake
+processes (SO_REUSEPORT; with two of them the owner does not answer on the port); the
+assertions hold whichever process answered.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import fcntl
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -139,6 +141,15 @@ def test_events_taken_by_every_process_are_counted_once_and_read_at_once(two_int
             assert {c.get("/v1/events", headers=hot).status_code for _ in range(12)} == {HTTPStatus.UNAUTHORIZED}
         written = [sum(f.stat().st_size for f in (server.data_dir / "intake" / str(i)).glob("*.seg")) for i in (1, 2)]
         assert all(written), f"every intake process took events: {written}"
+        # From two intake processes on, the owner leaves the port to them: its own partition
+        # stays empty, and its API (the dataflow's metrics and readiness) is on a unix socket.
+        assert sum(f.stat().st_size for f in (server.data_dir / "log").glob("*.seg")) == 0
+        owner = httpx.Client(transport=httpx.HTTPTransport(uds=str(server.data_dir / "owner.sock")),
+                             base_url="http://owner", headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=30)
+        with owner:
+            assert owner.get("/readyz").status_code == HTTPStatus.OK
+            metrics = owner.get("/metrics").text
+        assert "abaxus_events_ingested_total 10000.0" in metrics.splitlines()
         children = _children(server.proc.pid)  # type: ignore[union-attr]
     finally:
         server.stop()
@@ -201,6 +212,18 @@ def test_killed_intake_process_and_killed_owner_lose_nothing_acknowledged(tmp_pa
         assert count <= 200 * (max(acknowledged) + 2)
     finally:
         again.stop()
+
+
+def test_a_taken_port_stops_the_server_with_two_intake_processes_at_once(tmp_path: Path):
+    port = free_port()
+    with socket.create_server(("127.0.0.1", port)):  # another program holds the port (no SO_REUSEPORT)
+        env = {**os.environ, "ABAXUS_DATA_DIR": str(tmp_path / "d"), "ABAXUS_INTAKE_PROCESSES": "2",
+               "ABAXUS_PORT": str(port), "ABAXUS_USAGE_PORT": str(free_port())}
+        r = subprocess.run([sys.executable, "-m", "abaxus.cli", "serve"], env=env, capture_output=True, text=True,
+                           timeout=60, check=False)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert f"Cannot bind 127.0.0.1:{port}" in r.stdout
+    assert "ABAXUS_PORT" in r.stdout
 
 
 def test_intake_processes_need_the_usage_front(tmp_path: Path):
