@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import signal
+import socket
 import tempfile
 import threading
 from enum import StrEnum
@@ -22,11 +23,12 @@ from rich.table import Table
 from abaxus.api.app import create_app, open_metadata, usage_front
 from abaxus.billing.api_keys import any_keys, create_key
 from abaxus.cli.intake import (
+    ConnectionCounts,
     IntakeProcesses,
+    SharedListener,
     die_with_parent,
+    listening_socket,
     owner_socket,
-    reserve_port,
-    shared_socket,
     usage_password,
 )
 from abaxus.cli.quickstart import run_quickstart
@@ -76,7 +78,9 @@ def serve(host: str = typer.Option(None, help="Listen address (default ABAXUS_HO
           process_id: int | None = typer.Option(None, "--process-id", "-i", help="worker role: this process's index "
                                                 "in a multi-process Bytewax cluster (needs --addresses)."),
           addresses: str | None = typer.Option(None, "--addresses", "-a", help="worker role: host:port of every "
-                                               "process of the cluster, separated by ';' (needs a ClickHouse server).")) -> None:
+                                               "process of the cluster, separated by ';' (needs a ClickHouse server)."),
+          listen_fd: int | None = typer.Option(None, "--listen-fd", hidden=True,
+                                               help="intake role: the server's listening socket, inherited.")) -> None:
     """Run Abaxus: by default the API and the ingestion dataflow in one process (embedded)."""
     settings = _settings()
     settings = settings.with_(host=host or settings.host, port=port or settings.port)
@@ -86,7 +90,11 @@ def serve(host: str = typer.Option(None, help="Listen address (default ABAXUS_HO
         console.print(f"[red]Configuration error:[/red] {problem}")
         raise typer.Exit(2)
     if role is Role.intake:
-        _serve_intake(settings)
+        if listen_fd is None:
+            console.print("[red]Configuration error:[/red] --role intake is started by `abaxus serve` itself "
+                          "(ABAXUS_INTAKE_PROCESSES=N), which hands it its listening socket.")
+            raise typer.Exit(2)
+        _serve_intake(settings, listen_fd)
         return
     if role is Role.worker:
         try:
@@ -104,22 +112,11 @@ def serve(host: str = typer.Option(None, help="Listen address (default ABAXUS_HO
     if keyless:
         console.print("No API key yet: in another shell run [bold]abaxus api-keys create --name admin[/bold] "
                       "(with the server stopped when embedded), or start with ABAXUS_BOOTSTRAP_KEY set.")
-    intake: IntakeProcesses | None = None
     if role is Role.all and settings.intake_processes and not settings.kafka_brokers:
-        password = usage_password(settings)
-        settings = settings.with_(usage_password=password)
-        intake = IntakeProcesses(settings, settings.intake_processes, password)
+        _serve_with_intake_processes(settings)
+        return
     api = create_app(settings, with_usage_front=role is Role.all)
     api.on_startup.append(_tune_gc)  # after the lifespan opened the stores: their objects are frozen too
-    if intake is not None:  # once the usage front answers: the intake processes reach the store through it
-        api.on_startup.append(intake.start)
-        api.on_shutdown.append(intake.shutdown)
-        if settings.intake_processes >= DEDICATED_FROM:
-            _run_owner_only(api, settings)
-        else:
-            console.print("1 intake process takes events on the same port.")
-            _run_on_shared_port(api, settings)
-        return
     # All in one process with a broker: the API produces to Kafka and this process's own
     # worker stores from it (one owner of chDB); its health and metrics on ABAXUS_WORKER_PORT.
     try:
@@ -138,10 +135,49 @@ def serve(host: str = typer.Option(None, help="Listen address (default ABAXUS_HO
             usage.close()
 
 
-def _run_on_shared_port(api: Any, settings: Settings) -> None:
-    """Serve ``api`` on a socket the intake processes bind too (the kernel spreads connections)."""
-    sock = shared_socket(settings.host, settings.port)
-    server = uvicorn.Server(uvicorn.Config(api, log_level="warning", timeout_graceful_shutdown=10))
+def _serve_with_intake_processes(settings: Settings) -> None:
+    """The embedded server with ``ABAXUS_INTAKE_PROCESSES`` intake processes on its listening socket."""
+    try:
+        listener = listening_socket(settings.host, settings.port)
+    except OSError as exc:
+        console.print(f"[red]Cannot listen on {settings.host}:{settings.port}: {exc.strerror}.[/red] Stop what "
+                      "holds the port or set ABAXUS_PORT.")
+        raise typer.Exit(1) from None
+    password = usage_password(settings)
+    settings = settings.with_(usage_password=password)
+    intake = IntakeProcesses(settings, settings.intake_processes, password, listener.fileno())
+    api = create_app(settings, with_usage_front=True)
+    api.on_startup.append(_tune_gc)  # after the lifespan opened the stores: their objects are frozen too
+    # Once the usage front answers: the intake processes reach the store through it.
+    api.on_startup.append(intake.start)
+    api.on_shutdown.append(intake.shutdown)
+    try:
+        if settings.intake_processes >= DEDICATED_FROM:
+            _run_owner_only(api, settings)
+        else:
+            console.print("1 intake process takes events on the same port.")
+            listener.balance(_connection_counts(settings), 0, _accepting_peers(settings, 0))
+            _serve_on(api, listener)
+    finally:
+        listener.close()
+
+
+def _connection_counts(settings: Settings) -> ConnectionCounts:
+    return ConnectionCounts(settings.data_dir / "intake" / "connections", settings.intake_processes + 1)
+
+
+def _accepting_peers(settings: Settings, slot: int) -> tuple[int, ...]:
+    """The other processes that accept from the listening socket: the intake processes, and the owner (0) beside one."""
+    first = 1 if settings.intake_processes >= DEDICATED_FROM else 0
+    return tuple(p for p in range(first, settings.intake_processes + 1) if p != slot)
+
+
+def _serve_on(api: Any, sock: socket.socket) -> None:
+    """Serve ``api`` on an already listening socket; from the shared one, one connection per wake-up."""
+    shared = isinstance(sock, SharedListener)
+    # asyncio's loop, not uvloop: uvloop accepts in C and would never ask SharedListener.accept.
+    server = uvicorn.Server(uvicorn.Config(api, log_level="warning", timeout_graceful_shutdown=10,
+                                           backlog=1 if shared else 2048, loop="asyncio" if shared else "auto"))
     server.run(sockets=[sock])
 
 
@@ -150,35 +186,29 @@ def _run_owner_only(api: Any, settings: Settings) -> None:
 
     From two intake processes on, the owner's one GIL is worth more to the dataflow (dedup and
     the inserts into chDB) than to HTTP: measured on 2 cores, the owner answering beside two
-    intake processes stored less than the two alone. A dead intake process leaves the other(s)
-    answering while it restarts. The port is still checked here, so a port taken by another
-    program fails this command at once instead of every intake process in turn; ``/metrics``
-    and ``/readyz`` of the dataflow stay reachable on ``<data dir>/owner.sock``.
+    intake processes stored less than the two alone. It keeps the listening socket open (it
+    made it; connections wait in its queue while an intake process restarts) but never
+    accepts from it; ``/metrics`` and ``/readyz`` of the dataflow are on ``<data dir>/owner.sock``.
     """
-    try:
-        reserved = reserve_port(settings.host, settings.port)
-    except OSError as exc:
-        console.print(f"[red]Cannot bind {settings.host}:{settings.port}: {exc.strerror}.[/red] Stop what holds the "
-                      "port or set ABAXUS_PORT.")
-        raise typer.Exit(1) from None
     sock, path = owner_socket(settings.data_dir)
     console.print(f"{settings.intake_processes} intake processes take HTTP on the port; this process stores their "
                   f"events (its own API on the unix socket {path}).")
-    server = uvicorn.Server(uvicorn.Config(api, log_level="warning", timeout_graceful_shutdown=10))
     try:
-        server.run(sockets=[sock])
+        _serve_on(api, sock)
     finally:
-        reserved.close()
         with contextlib.suppress(OSError):
             path.unlink()
 
 
-def _serve_intake(settings: Settings) -> None:
-    """One intake process: the API on the shared port, events into its own log partition."""
+def _serve_intake(settings: Settings, listen_fd: int) -> None:
+    """One intake process: the API on the server's listening socket, events into its own log partition."""
     die_with_parent()
     api = create_app(settings, background=False)
     api.on_startup.append(_tune_gc)
-    _run_on_shared_port(api, settings)
+    listener = SharedListener(fileno=listen_fd)
+    partition = settings.intake_partition
+    listener.balance(_connection_counts(settings), partition, _accepting_peers(settings, partition))
+    _serve_on(api, listener)
 
 
 def _colocated_worker(settings: Settings, workers: int) -> tuple[Worker, UsageStore]:

@@ -1,9 +1,9 @@
 """Intake processes of an embedded ``abaxus serve`` (``ABAXUS_INTAKE_PROCESSES``): start, watch, stop.
 
-Every intake process binds the server's port with ``SO_REUSEPORT``, so the kernel spreads
-connections over them. With one intake process the owner answers on the port too; from two on
-it only reserves the port (bound, not listening) and serves its own API on a unix socket in
-the data directory, leaving its GIL to the dataflow. The owner (the process that owns chDB) starts
+The server opens the listening socket and every intake process inherits it, so they all
+accept from one queue (an idle process takes the next connection). With one intake process
+the owner accepts too; from two on it only holds the socket and serves its own API on a unix
+socket in the data directory, leaving its GIL to the dataflow. The owner (the process that owns chDB) starts
 the intake processes once its usage front answers, restarts one that dies (its acknowledged
 events are safe in its log partition, which the owner keeps reading), and stops them when
 it stops. An intake process also dies with its owner (``PR_SET_PDEATHSIG``): a killed owner
@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import hashlib
+import mmap
 import os
 import secrets
 import signal
@@ -25,44 +27,116 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from abaxus.logging import get_logger
 from abaxus.settings import Settings
 
-__all__ = ["IntakeProcesses", "die_with_parent", "owner_socket", "reserve_port", "shared_socket", "usage_password"]
+__all__ = ["ConnectionCounts", "IntakeProcesses", "SharedListener", "die_with_parent", "listening_socket", "owner_socket",
+           "usage_password"]
 
 log = get_logger("abaxus.intake_processes")
 
 _PR_SET_PDEATHSIG = 1
 _MAX_UNIX_PATH = 107  # sun_path holds 108 bytes, the last a NUL
 _RESTART_FIRST_S, _RESTART_MAX_S = 0.5, 10.0
+_DECLINE_S = 0.005  # how long a busier process leaves a waiting connection to the others
 
 
-def shared_socket(host: str, port: int) -> socket.socket:
-    """A listening socket on ``host:port`` that other processes may bind too (``SO_REUSEPORT``)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((host, port))
-    sock.listen(2048)
-    sock.set_inheritable(False)
-    return sock
+class ConnectionCounts:
+    """How many connections each accepting process holds: one int64 per process in a shared file.
+
+    Each process writes only its own slot (from its event loop), so no lock is needed; a
+    killed process's stale slot is reset when its successor starts.
+    """
+
+    def __init__(self, path: Path, slots: int) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            if os.fstat(fd).st_size < 8 * slots:
+                os.ftruncate(fd, 8 * slots)
+            self._map = mmap.mmap(fd, 8 * slots)
+        finally:
+            os.close(fd)
+        self.slots = memoryview(self._map).cast("q")
+
+    def add(self, slot: int, delta: int) -> None:
+        self.slots[slot] = max(0, self.slots[slot] + delta)
 
 
-def reserve_port(host: str, port: int) -> socket.socket:
-    """Bind ``host:port`` as the intake processes will (``SO_REUSEPORT``), without listening.
+class _CountedConnection(socket.socket):
+    """An accepted connection that gives its slot back when closed (asyncio closes it once done)."""
 
-    A socket that does not listen takes no connections, so the kernel gives them all to the
-    intake processes; binding it still fails at once (``EADDRINUSE``) when another program
-    holds the port, and keeps such a program from taking it while an intake process restarts.
+    counts: ConnectionCounts | None = None
+    slot = 0
+
+    def close(self) -> None:
+        counts, self.counts = self.counts, None
+        if counts is not None:
+            counts.add(self.slot, -1)
+        super().close()
+
+
+class SharedListener(socket.socket):
+    """The server's listening socket, as each process that accepts from it hands it to uvicorn.
+
+    Every accepting process takes connections from this one queue, fewest connections first:
+    ``accept`` declines (``BlockingIOError``, which asyncio reads as "none waiting") while this
+    process holds more than another one, for at most ``_DECLINE_S`` (that process may be busy
+    or dead). Without it, the process already running won the race for every connection of a
+    burst and two long-lived client connections shared one process, leaving a core idle.
+    uvicorn is given ``backlog=1`` (see ``serve_on``): asyncio accepts up to ``backlog``
+    connections per wake-up and calls ``listen(backlog)`` on the socket, which is a no-op here
+    (the queue keeps the length the server opened it with).
+    """
+
+    counts: ConnectionCounts | None = None
+    slot = 0
+    peers: tuple[int, ...] = ()
+    _declining_since = 0.0
+
+    def balance(self, counts: ConnectionCounts, slot: int, peers: tuple[int, ...]) -> None:
+        """Take part in fewest-connections-first among ``peers`` (slots of the other accepting processes)."""
+        self.counts, self.slot, self.peers = counts, slot, peers
+        counts.slots[slot] = 0  # a predecessor killed with connections open left its count behind
+
+    def listen(self, backlog: int = 0) -> None:  # already listening, with the server's queue length
+        return
+
+    def accept(self) -> tuple[socket.socket, Any]:
+        counts = self.counts
+        if counts is not None and self.peers:
+            mine = counts.slots[self.slot]
+            if mine > min(counts.slots[p] for p in self.peers):
+                now = time.monotonic()
+                if not self._declining_since:
+                    self._declining_since = now
+                if now - self._declining_since < _DECLINE_S:
+                    raise BlockingIOError(errno.EAGAIN, "another process holds fewer connections")
+        self._declining_since = 0.0
+        fd, address = self._accept()  # type: ignore[attr-defined]  # socket.socket's own primitive
+        conn = _CountedConnection(self.family, self.type, self.proto, fileno=fd)
+        if counts is not None:
+            conn.counts, conn.slot = counts, self.slot
+            counts.add(self.slot, 1)
+        return conn, address
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """The server's listening socket on ``host:port``; its intake processes inherit it and accept from it.
+
+    One accept queue for every process, rather than a socket each (``SO_REUSEPORT``): the
+    kernel hashes each connection to one ``SO_REUSEPORT`` socket, so two long-lived client
+    connections landed on the same process half of the time and left a core idle. From one
+    queue, one connection per wake-up (``SharedListener``), the idle process takes the next one.
     """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock = SharedListener(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
-    sock.set_inheritable(False)
+    socket.socket.listen(sock, 2048)
+    sock.set_inheritable(False)  # handed to intake processes explicitly (pass_fds), not to every child
     return sock
 
 
@@ -108,9 +182,10 @@ def usage_password(settings: Settings) -> str:
 class IntakeProcesses:
     """``count`` intake processes (partitions 1..count), restarted with backoff while the owner runs."""
 
-    def __init__(self, settings: Settings, count: int, password: str) -> None:
+    def __init__(self, settings: Settings, count: int, password: str, listen_fd: int) -> None:
         self.settings = settings
         self.count = count
+        self.listen_fd = listen_fd
         host = "127.0.0.1" if settings.usage_host in ("0.0.0.0", "::") else settings.usage_host
         self.env = {**os.environ,
                     "ABAXUS_INTAKE_PROCESSES": str(count),
@@ -136,8 +211,9 @@ class IntakeProcesses:
 
     def _spawn(self, partition: int) -> None:
         self._procs[partition] = subprocess.Popen(
-            [sys.executable, "-m", "abaxus.cli", "serve", "--role", "intake"],
-            env={**self.env, "ABAXUS_INTAKE_PARTITION": str(partition)}, stdin=subprocess.DEVNULL)
+            [sys.executable, "-m", "abaxus.cli", "serve", "--role", "intake", "--listen-fd", str(self.listen_fd)],
+            env={**self.env, "ABAXUS_INTAKE_PARTITION": str(partition)}, stdin=subprocess.DEVNULL,
+            pass_fds=(self.listen_fd,))
 
     def _watch(self) -> None:
         delay = dict.fromkeys(self._procs, _RESTART_FIRST_S)

@@ -1,7 +1,7 @@
 """Embedded ``abaxus serve`` with intake processes (ABAXUS_INTAKE_PROCESSES), as real processes.
 
-Every request goes on a fresh connection, so the kernel spreads them over the intake
-processes (SO_REUSEPORT; with two of them the owner does not answer on the port); the
+Every request goes on a fresh connection, which any process accepting from the server's
+listening socket may take (with two intake processes the owner does not accept); the
 assertions hold whichever process answered.
 """
 
@@ -157,6 +157,32 @@ def test_events_taken_by_every_process_are_counted_once_and_read_at_once(two_int
     assert not any(Path(f"/proc/{p}").exists() for p in children)
 
 
+def test_long_lived_connections_opened_at_once_go_to_different_processes(two_intake: ServerProcess):
+    """Fewest connections first: two keep-alive clients that connect together get a process each."""
+    host, port = two_intake.url.removeprefix("http://").split(":")
+    for round_ in range(3):
+        before = [_partition_bytes(two_intake, i) for i in (1, 2)]
+        clients = [socket.create_connection((host, int(port))) for _ in range(2)]
+        try:
+            for n, sock in enumerate(clients):
+                body = _batch(f"conn-{round_}-{n}", 0, 50)
+                sock.sendall(b"POST /v1/events/batch HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                             b"Authorization: Bearer " + ADMIN_KEY.encode() + b"\r\n"
+                             b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+            for sock in clients:
+                assert sock.recv(65536).startswith(b"HTTP/1.1 202")
+        finally:
+            for sock in clients:
+                sock.close()
+        grew = [_partition_bytes(two_intake, i) > b for i, b in zip((1, 2), before, strict=True)]
+        assert grew == [True, True], f"round {round_}: both connections went to one process"
+        time.sleep(0.5)  # each process counts a close when its loop reads it: a moment, not a race to test
+
+
+def _partition_bytes(server: ServerProcess, partition: int) -> int:
+    return sum(f.stat().st_size for f in (server.data_dir / "intake" / str(partition)).glob("*.seg"))
+
+
 def test_killed_intake_process_and_killed_owner_lose_nothing_acknowledged(tmp_path: Path):
     server = _server(tmp_path, 2)
     server.start()
@@ -216,13 +242,13 @@ def test_killed_intake_process_and_killed_owner_lose_nothing_acknowledged(tmp_pa
 
 def test_a_taken_port_stops_the_server_with_two_intake_processes_at_once(tmp_path: Path):
     port = free_port()
-    with socket.create_server(("127.0.0.1", port)):  # another program holds the port (no SO_REUSEPORT)
+    with socket.create_server(("127.0.0.1", port)):  # another program holds the port
         env = {**os.environ, "ABAXUS_DATA_DIR": str(tmp_path / "d"), "ABAXUS_INTAKE_PROCESSES": "2",
                "ABAXUS_PORT": str(port), "ABAXUS_USAGE_PORT": str(free_port())}
         r = subprocess.run([sys.executable, "-m", "abaxus.cli", "serve"], env=env, capture_output=True, text=True,
                            timeout=60, check=False)
     assert r.returncode == 1, r.stdout + r.stderr
-    assert f"Cannot bind 127.0.0.1:{port}" in r.stdout
+    assert f"Cannot listen on 127.0.0.1:{port}" in r.stdout
     assert "ABAXUS_PORT" in r.stdout
 
 
