@@ -123,7 +123,7 @@ class SharedListener(socket.socket):
         return conn, address
 
 
-def listening_socket(host: str, port: int) -> socket.socket:
+def listening_socket(host: str, port: int) -> SharedListener:
     """The server's listening socket on ``host:port``; its intake processes inherit it and accept from it.
 
     One accept queue for every process, rather than a socket each (``SO_REUSEPORT``): the
