@@ -19,11 +19,14 @@ processes of an earlier run are stored even if this run has fewer.
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pyarrow as pa
 from sqlalchemy import Engine
 
+from abaxus.errors import Unavailable
+from abaxus.logging import get_logger
 from abaxus.pipeline.dataflow import Dataflow
 from abaxus.pipeline.kafka_ingestion import RecordedIngestion
 from abaxus.pipeline.log import (
@@ -34,12 +37,16 @@ from abaxus.pipeline.log import (
     encode_position,
     read_durable_mark,
 )
+from abaxus.pipeline.owner_report import OwnerReport
 from abaxus.pipeline.progress_board import SharedBoard
+from abaxus.pipeline.service import RETRY
 from abaxus.settings import Settings
 from abaxus.telemetry import Telemetry
 
 __all__ = ["LOG_TOPIC", "PartitionedLogIngestion", "decode_position", "encode_position", "partition_dir",
            "partitions_on_disk"]  # the position helpers live in abaxus.pipeline.log
+
+log = get_logger("abaxus.partitions")
 
 def partition_dir(data_dir: Path, index: int) -> Path:
     """Where partition ``index`` of the intake log lives (0: the owner's own log)."""
@@ -69,6 +76,9 @@ class PartitionedLogIngestion(RecordedIngestion):
         self.partitions = partitions
         self._log = IntakeLog(partition_dir(settings.data_dir, self.partition), settings.log_segment_bytes, shared=True)
         self._dataflow: Dataflow | None = None
+        self._report = OwnerReport(settings.data_dir / "intake" / "owner.report")
+        self._reporting = threading.Event()
+        self._reporter: threading.Thread | None = None
         if self.partition == 0:
             peers = [PeerLog(partition_dir(settings.data_dir, i)) for i in range(1, partitions)]
             self._dataflow = Dataflow(settings, self.usage, self._log, telemetry, peers=peers, board=board)
@@ -76,28 +86,58 @@ class PartitionedLogIngestion(RecordedIngestion):
     def start(self) -> None:
         if self._dataflow is not None:
             self._dataflow.start()
+            self._report_owner()  # before the intake processes start: they find a fresh report
+            self._reporter = threading.Thread(target=self._report_each_second, name="abaxus-owner-report", daemon=True)
+            self._reporter.start()
         super().start()
 
     def stop(self) -> None:
+        self._reporting.set()
+        if self._reporter is not None:
+            self._reporter.join(5)
         if self._dataflow is not None:
             self._dataflow.stop()
         self._log.close()
         super().stop()
         self._board.close()
+        self._report.close()
+
+    def _owner_problems(self) -> dict[str, str | None]:
+        """The owner's own view of the usage store and the dataflow (``None``: works)."""
+        assert self._dataflow is not None
+        usage = None if self.usage.healthy() else "the usage store does not answer queries"
+        if usage is None and self._dataflow.store_problem is not None:
+            usage = f"inserts fail: {self._dataflow.store_problem}"
+        dataflow = None if self._dataflow.healthy() else str(self._dataflow.error or "the dataflow is not running")[:300]
+        return {"usage_store": usage, "dataflow": dataflow}
+
+    def _report_owner(self) -> None:
+        self._report.publish(self._owner_problems(), self.settings.clock.now_ms())
+
+    def _report_each_second(self) -> None:
+        while not self._reporting.wait(1.0):
+            try:
+                self._report_owner()
+            except Exception:  # a probe that failed: the next second reports again
+                log.warning("owner_report_failed", exc_info=True)
 
     def health(self) -> dict[str, str | None]:
-        """The usage store, this process's log partition, and (in the owner) the dataflow."""
-        usage = None if self.usage.healthy() else "the usage store does not answer queries"
-        if self._dataflow is not None and usage is None and self._dataflow.store_problem is not None:
-            usage = f"inserts fail: {self._dataflow.store_problem}"
+        """The usage store, this process's log partition, and the dataflow (in an intake process: as the owner reports)."""
         queue = None if self._log.healthy() else (self._log.problem or "the intake log is closed")
-        dataflow = None
-        if self._dataflow is not None and not self._dataflow.healthy():
-            dataflow = str(self._dataflow.error or "the dataflow is not running")[:300]
-        return {"usage_store": usage, "queue": queue, "dataflow": dataflow}
+        if self._dataflow is not None:
+            return {**self._owner_problems(), "queue": queue}
+        usage = None if self.usage.healthy() else "the usage store does not answer queries"
+        _, reported = self._report.read()
+        return {"usage_store": usage or reported.get("usage_store"), "queue": queue,
+                "dataflow": self._report.dataflow_problem(self.settings.clock.now_ms())}
 
     async def submit(self, batch: pa.RecordBatch, *, backfill: bool = False) -> dict[int, int]:
         """Append to this process's partition (fsync'd); the stored offset that means "all of it stored"."""
+        if self._dataflow is None:  # an intake process: the owner's dataflow, as it reports it
+            problem = self._report.dataflow_problem(self.settings.clock.now_ms())
+            if problem is not None:
+                raise Unavailable("NOT_READY", f"The dataflow is down ({problem}); nothing was accepted. Retry shortly.",
+                                  headers=RETRY)
         position = await self._append_durably(self._log, self._dataflow, batch, backfill)
         targets = {self.partition: encode_position(position)}
         self._acknowledge(targets, [batch])

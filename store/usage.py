@@ -25,6 +25,7 @@ from abaxus.store.usage_migrations import DB
 
 __all__ = ["DB", "EVENT_SCHEMA", "Aggregate", "MetricSpec", "UsageStore", "data_path", "migrate_usage", "open_usage_client"]
 
+PROBE_TIMEOUT_S = 2.0  # a health probe over HTTP: a server that has not answered by then is not ready
 EVENT_SCHEMA = pa.schema([
     ("event_id", pa.string()),
     ("idempotency_key", pa.string()),
@@ -120,8 +121,16 @@ class UsageStore:
         self._local = threading.local()
 
     def healthy(self) -> bool:
+        """Whether the store answers ``SELECT 1``; over HTTP within ``PROBE_TIMEOUT_S`` (a hung server is not ready)."""
         try:
-            return bool(self.client.command("SELECT 1") == 1)
+            if not self.settings.clickhouse_url:
+                return bool(self.client.command("SELECT 1") == 1)
+            probe = clickhouse_connect.get_client(dsn=self.settings.clickhouse_url, connect_timeout=PROBE_TIMEOUT_S,
+                                                  send_receive_timeout=PROBE_TIMEOUT_S)
+            try:
+                return bool(probe.command("SELECT 1") == 1)
+            finally:
+                probe.close()
         except Exception:  # noqa: BLE001 - a health probe: any failure means not ready
             return False
 

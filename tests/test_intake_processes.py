@@ -179,6 +179,30 @@ def test_long_lived_connections_opened_at_once_go_to_different_processes(two_int
         time.sleep(0.5)  # each process counts a close when its loop reads it: a moment, not a race to test
 
 
+def test_a_stopped_owner_is_refused_by_the_intake_processes_and_resumes(two_intake: ServerProcess):
+    """The owner does not answer on the port: the intake processes go by its report, and by its silence."""
+    assert two_intake.proc is not None
+    with _fresh(two_intake) as c:
+        assert _post_until_accepted(c, _batch("stop", 0, 100)) == 100
+        os.kill(two_intake.proc.pid, signal.SIGSTOP)  # hung: alive (its intake processes stay), silent
+        try:
+            def refused() -> bool:
+                r = c.post("/v1/events/batch", content=_batch("stop", 100, 100), headers=JSON)
+                return r.status_code == HTTPStatus.SERVICE_UNAVAILABLE and r.headers.get("Retry-After") == "1"
+            wait_until(refused, timeout=30)
+            r = c.post("/v1/events/batch", content=_batch("stop", 100, 100), headers=JSON)
+            assert r.json()["error"]["code"] == "NOT_READY"
+            assert "has not reported" in r.json()["error"]["message"]
+            ready = c.get("/readyz")
+            assert ready.status_code == HTTPStatus.SERVICE_UNAVAILABLE
+            assert ready.json()["error"]["checks"]["dataflow"] == "down"
+        finally:
+            os.kill(two_intake.proc.pid, signal.SIGCONT)
+        wait_until(lambda: c.get("/readyz").status_code == HTTPStatus.OK, timeout=30)
+        assert _post_until_accepted(c, _batch("stop", 100, 100)) == 100
+        assert _usage(c) == (400, 200)
+
+
 def _partition_bytes(server: ServerProcess, partition: int) -> int:
     return sum(f.stat().st_size for f in (server.data_dir / "intake" / str(partition)).glob("*.seg"))
 
