@@ -113,6 +113,9 @@ class _RawTimestamp(msgspec.Struct, gc=False):
 _raw_value = msgspec.json.Decoder(_RawValue)
 _raw_timestamp = msgspec.json.Decoder(_RawTimestamp)
 _TS = pa.timestamp("ms", tz="UTC")
+_TS_US = pa.timestamp("us", tz="UTC")
+_stamps_encoder = msgspec.json.Encoder()
+_stamp_texts = msgspec.json.Decoder(list[str])
 _DECIMAL = pa.decimal128(38, 10)
 _EVENT_SCHEMA = INTAKE_SCHEMA
 
@@ -282,6 +285,23 @@ def _values_column(text: bytes) -> pa.Decimal128Array | None:
         return None
 
 
+def _stamps_column(stamps: list[datetime]) -> pa.TimestampArray:
+    """The timestamps as milliseconds since the epoch, UTC, truncated as ``pa.array`` would.
+
+    ``pa.array`` calls ``utcoffset()`` on every aware datetime (~0.5 µs each); written back
+    as RFC 3339 by msgspec and parsed by Arrow in one pass it costs a third of that. Arrow
+    parses at most microseconds, which msgspec never exceeds; milliseconds are then the floor
+    (as ``pa.array`` has them: -0.5 ms is -1, before the epoch, not 0). Should Arrow refuse a
+    text, the per-object conversion answers.
+    """
+    try:
+        texts = pa.array(_stamp_texts.decode(_stamps_encoder.encode(stamps)), pa.string())
+        micros = pc.cast(texts, _TS_US).cast(pa.int64()).to_numpy()
+    except pa.ArrowInvalid:
+        return pa.array(stamps, _TS)
+    return pa.array(micros // 1000, pa.int64()).cast(_TS)
+
+
 def _string_offsets(strings: pa.StringArray) -> np.ndarray[Any, np.dtype[np.int64]]:
     """Where each string of a fresh (unsliced) Arrow array starts, in UTF-8 bytes, and where the last ends."""
     return np.frombuffer(strings.buffers()[1], np.int32, len(strings) + 1).astype(np.int64)
@@ -386,7 +406,7 @@ class EventValidator:
         if values is None:
             return None
         try:
-            stamps = pa.array(list(map(_TIMESTAMP, events)), _TS)
+            stamps = _stamps_column(list(map(_TIMESTAMP, events)))
         except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
             return None
         if values.null_count:  # no value: 1 for a metric that counts, refused for one that sums
