@@ -11,8 +11,10 @@ import fcntl
 import os
 import signal
 import socket
+import stat
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -23,6 +25,7 @@ import httpx
 import msgspec
 import pytest
 
+from abaxus.cli.intake import owner_socket
 from conftest import ADMIN_KEY
 from helpers import wait_until
 from quickstart_bodies import CUSTOMER, JSON, METRIC
@@ -274,6 +277,23 @@ def test_a_taken_port_stops_the_server_with_two_intake_processes_at_once(tmp_pat
     assert r.returncode == 1, r.stdout + r.stderr
     assert f"Cannot listen on 127.0.0.1:{port}" in r.stdout
     assert "ABAXUS_PORT" in r.stdout
+
+
+def test_the_owner_socket_of_a_deep_data_dir_moves_to_the_temp_dir(tmp_path: Path):
+    deep = tmp_path / ("d" * 60) / ("e" * 60)  # past the 107 bytes a unix socket path may have
+    deep.mkdir(parents=True)
+    sock, path = owner_socket(deep)
+    try:
+        assert path.parent == Path(tempfile.gettempdir())
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600  # only the server's user may talk to it
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+            client.connect(str(path))
+        again, same = owner_socket(deep)  # a stale file of an earlier run is replaced
+        again.close()
+        assert same == path
+    finally:
+        sock.close()
+        path.unlink(missing_ok=True)
 
 
 def test_intake_processes_need_the_usage_front(tmp_path: Path):
