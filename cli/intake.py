@@ -16,7 +16,6 @@ import contextlib
 import ctypes
 import errno
 import hashlib
-import mmap
 import os
 import secrets
 import signal
@@ -30,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from abaxus.logging import get_logger
+from abaxus.pipeline.shared_map import map_file
 from abaxus.settings import Settings
 
 __all__ = ["ConnectionCounts", "IntakeProcesses", "SharedListener", "die_with_parent", "listening_socket", "owner_socket",
@@ -52,13 +52,7 @@ class ConnectionCounts:
 
     def __init__(self, path: Path, slots: int) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            if os.fstat(fd).st_size < 8 * slots:
-                os.ftruncate(fd, 8 * slots)
-            self._map = mmap.mmap(fd, 8 * slots)
-        finally:
-            os.close(fd)
+        self._map = map_file(path, 8 * slots, 0o600)
         self.slots = memoryview(self._map).cast("q")
 
     def add(self, slot: int, delta: int) -> None:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import errno
 import fcntl
-import mmap
 import os
 import struct
 import threading
@@ -31,6 +30,7 @@ import zlib
 from pathlib import Path
 
 from abaxus.logging import get_logger
+from abaxus.pipeline.shared_map import map_file, read_consistently, write_consistently
 
 __all__ = [
     "LOG_TOPIC",
@@ -94,25 +94,14 @@ class DurableMark:
     """
 
     def __init__(self, path: Path) -> None:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            if os.fstat(fd).st_size < _MARK.size:
-                os.ftruncate(fd, _MARK.size)
-            self._map = mmap.mmap(fd, _MARK.size)
-        finally:
-            os.close(fd)
+        self._map = map_file(path, _MARK.size)
 
     def publish(self, position: Position) -> None:
-        seq = _SEQ.unpack_from(self._map, 0)[0] | 1  # odd: a reader arriving now tries again
-        _SEQ.pack_into(self._map, 0, seq)
-        _POSITION.pack_into(self._map, _SEQ.size, *position)
-        _SEQ.pack_into(self._map, 0, seq + 1)
+        write_consistently(self._map, lambda: _POSITION.pack_into(self._map, _SEQ.size, *position))
 
     def read(self) -> Position:
-        while True:
-            seq, segment, offset = _MARK.unpack_from(self._map, 0)
-            if not seq & 1 and _MARK.unpack_from(self._map, 0)[0] == seq:
-                return (segment, offset)
+        segment, offset = read_consistently(self._map, lambda: _POSITION.unpack_from(self._map, _SEQ.size))
+        return (segment, offset)
 
     def close(self) -> None:
         self._map.close()

@@ -126,10 +126,9 @@ class PartitionedLogIngestion(RecordedIngestion):
         queue = None if self._log.healthy() else (self._log.problem or "the intake log is closed")
         if self._dataflow is not None:
             return {**self._owner_problems(), "queue": queue}
+        reported = self._report.problems(self.settings.clock.now_ms())
         usage = None if self.usage.healthy() else "the usage store does not answer queries"
-        _, reported = self._report.read()
-        return {"usage_store": usage or reported.get("usage_store"), "queue": queue,
-                "dataflow": self._report.dataflow_problem(self.settings.clock.now_ms())}
+        return {"usage_store": usage or reported["usage_store"], "queue": queue, "dataflow": reported["dataflow"]}
 
     async def submit(self, batch: pa.RecordBatch, *, backfill: bool = False) -> dict[int, int]:
         """Append to this process's partition (fsync'd); the stored offset that means "all of it stored"."""

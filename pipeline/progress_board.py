@@ -15,11 +15,11 @@ waits on this record: backfills, voids and invoices wait until it passes their b
 from __future__ import annotations
 
 import fcntl
-import mmap
 import os
 import struct
 from pathlib import Path
 
+from abaxus.pipeline.shared_map import map_fd, read_consistently, write_consistently
 from abaxus.store.usage import UsageStore
 
 __all__ = ["MAX_PARTITIONS", "ProgressBoard", "SharedBoard", "StoreBoard"]
@@ -95,29 +95,25 @@ class SharedBoard(ProgressBoard):
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        size = _HEAD.size + _OFFSETS.size
-        if os.fstat(self._fd).st_size < size:
-            os.ftruncate(self._fd, size)
-        self._map = mmap.mmap(self._fd, size)
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)  # kept: ``_bump`` locks it
+        self._map = map_fd(self._fd, _HEAD.size + _OFFSETS.size)
 
     def _read(self) -> tuple[int, tuple[int, ...]]:
-        while True:
-            seq, inflight, _, _ = _HEAD.unpack_from(self._map, 0)
-            offsets = _OFFSETS.unpack_from(self._map, _HEAD.size)
-            if not seq & 1 and _SEQ.unpack_from(self._map, 0)[0] == seq:
-                return inflight, offsets
+        return read_consistently(self._map, lambda: (_INFLIGHT.unpack_from(self._map, _SEQ.size)[0],
+                                                     _OFFSETS.unpack_from(self._map, _HEAD.size)))
 
     def _write(self, inflight: int | None = None, next_offsets: dict[int, int] | None = None) -> None:
-        seq = _SEQ.unpack_from(self._map, 0)[0] | 1
-        _SEQ.pack_into(self._map, 0, seq)
-        if inflight is not None:
-            _INFLIGHT.pack_into(self._map, _SEQ.size, inflight)
-        for partition, offset in (next_offsets or {}).items():
-            if partition >= MAX_PARTITIONS:
-                raise ValueError(f"at most {MAX_PARTITIONS} log partitions")
-            struct.pack_into("<Q", self._map, _HEAD.size + 8 * partition, offset)
-        _SEQ.pack_into(self._map, 0, seq + 1)
+        offsets = next_offsets or {}
+        if any(partition >= MAX_PARTITIONS for partition in offsets):  # before the write: never left half done
+            raise ValueError(f"at most {MAX_PARTITIONS} log partitions")
+
+        def write() -> None:
+            if inflight is not None:
+                _INFLIGHT.pack_into(self._map, _SEQ.size, inflight)
+            for partition, offset in offsets.items():
+                struct.pack_into("<Q", self._map, _HEAD.size + 8 * partition, offset)
+
+        write_consistently(self._map, write)
 
     def stored_offsets(self) -> dict[int, int]:
         _, offsets = self._read()

@@ -40,10 +40,13 @@ EVENT_SCHEMA = pa.schema([
     ("void_reason", pa.string()),
 ])
 
-def open_usage_client(settings: Settings) -> Any:
-    """A new clickhouse-connect client: chDB under the data dir, or the configured server."""
+def open_usage_client(settings: Settings, timeout_s: float | None = None) -> Any:
+    """A new clickhouse-connect client: chDB under the data dir, or the configured server (``timeout_s``: per request)."""
     if settings.clickhouse_url:
-        return clickhouse_connect.get_client(dsn=settings.clickhouse_url, tz_mode="aware")
+        if timeout_s is None:
+            return clickhouse_connect.get_client(dsn=settings.clickhouse_url, tz_mode="aware")
+        return clickhouse_connect.get_client(dsn=settings.clickhouse_url, tz_mode="aware", connect_timeout=timeout_s,
+                                             send_receive_timeout=timeout_s)
     path = (settings.data_dir / "chdb").resolve()
     path.mkdir(parents=True, exist_ok=True)
     return clickhouse_connect.get_client(dsn=f"chdb:///{path}", tz_mode="aware")
@@ -105,9 +108,13 @@ class UsageStore:
 
     @property
     def client(self) -> Any:
-        client = getattr(self._local, "client", None)
+        return self._thread_client("client")
+
+    def _thread_client(self, kind: str, timeout_s: float | None = None) -> Any:
+        client = getattr(self._local, kind, None)
         if client is None:
-            client = self._local.client = open_usage_client(self.settings)
+            client = open_usage_client(self.settings, timeout_s)
+            setattr(self._local, kind, client)
             with self._lock:
                 self._clients.append(client)
         return client
@@ -123,14 +130,8 @@ class UsageStore:
     def healthy(self) -> bool:
         """Whether the store answers ``SELECT 1``; over HTTP within ``PROBE_TIMEOUT_S`` (a hung server is not ready)."""
         try:
-            if not self.settings.clickhouse_url:
-                return bool(self.client.command("SELECT 1") == 1)
-            probe = clickhouse_connect.get_client(dsn=self.settings.clickhouse_url, connect_timeout=PROBE_TIMEOUT_S,
-                                                  send_receive_timeout=PROBE_TIMEOUT_S)
-            try:
-                return bool(probe.command("SELECT 1") == 1)
-            finally:
-                probe.close()
+            probe = self._thread_client("probe", PROBE_TIMEOUT_S) if self.settings.clickhouse_url else self.client
+            return bool(probe.command("SELECT 1") == 1)
         except Exception:  # noqa: BLE001 - a health probe: any failure means not ready
             return False
 
