@@ -90,6 +90,22 @@ def test_memory_limiters_count_each_on_its_own():
         RateDecision(True, 0, reset), RateDecision(True, 0, reset), RateDecision(False, 0, reset)]
 
 
+def test_a_memory_limiter_counts_each_key_per_minute_and_forgets_old_minutes():
+    clock = ManualClock(MINUTE_START_MS)
+    limiter = RateLimiter(2, clock=clock)
+    reset = MINUTE_START_MS // 1000 + 60
+    assert [limiter.hit("key_1") for _ in range(3)] + [limiter.hit("key_2")] == [
+        RateDecision(True, 1, reset), RateDecision(True, 0, reset), RateDecision(False, 0, reset),
+        RateDecision(True, 1, reset)]
+    clock.advance(60_000)  # the next minute counts afresh, and a key refused last minute is let through
+    assert limiter.hit("key_1") == RateDecision(True, 1, reset + 60)
+    for minute in range(2, 50):  # one key a minute for 48 minutes: only the last two minutes are kept
+        clock.advance(60_000)
+        limiter.hit(f"key_{minute}")
+    assert limiter._local is not None
+    assert len(limiter._local._counts) == 2
+
+
 def test_a_storage_that_does_not_answer_limits_nothing():
     limiter = RateLimiter(1, f"redis://127.0.0.1:{_unused_port()}/0")
     assert [limiter.hit("key_1"), limiter.hit("key_1")] == [None, None]
