@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import os
 import signal
 import socket
 import tempfile
@@ -89,6 +90,9 @@ def serve(host: str = typer.Option(None, help="Listen address (default ABAXUS_HO
     if problem:
         console.print(f"[red]Configuration error:[/red] {problem}")
         raise typer.Exit(2)
+    if "ABAXUS_DEDUP_WINDOW" in os.environ and role in (Role.all, Role.worker):
+        console.print("ABAXUS_DEDUP_WINDOW has no effect any more and can be removed: the dataflow keeps only "
+                      "the keys it has not stored yet in memory and asks the usage store about the rest.")
     if role is Role.intake:
         if listen_fd is None:
             console.print("[red]Configuration error:[/red] --role intake is started by `abaxus serve` itself "

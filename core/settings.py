@@ -74,6 +74,8 @@ class Settings:
     intake_processes: int = 0
     # Which log partition this process writes (0: the chDB owner's; set for intake processes).
     intake_partition: int = 0
+    # ABAXUS_DEDUP_WINDOW: still read and checked (old configurations keep starting), no longer used:
+    # the dedup step keeps only keys not stored yet in memory (abaxus.pipeline.dedup).
     dedup_window_seconds: int = 7 * 86400
     host: str = "127.0.0.1"
     port: int = 8080

@@ -1,8 +1,10 @@
 """A compact Bloom filter of every idempotency key ever stored, that grows with the store.
 
 It answers "certainly new" for almost every fresh key, so the dataflow asks the usage store
-only about the few keys that hit the filter. It uses Python's process-local string hash,
-which is fine because the filter is rebuilt from the store at every start.
+only about the few keys that hit the filter. A key is hashed through its event id, which
+every intake record and stored row already holds: the id is 130 bits of the key's SHA-256 in
+base32 (§9), so two 60-bit hashes are cut from its characters with numpy, for a whole column
+at once, with no Python object per key (``id_hashes``).
 
 A filter of fixed size fills up: sized for 4M keys, it answered "maybe" for about half of all
 keys after 15M, and every "maybe" is a store lookup on the sink's path (a 10-minute soak
@@ -14,12 +16,15 @@ per cent at most), and memory grows with the keys, one byte per eight bits of a 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Sequence
 from typing import cast
 
 import numpy as np
+import pyarrow as pa
 
-__all__ = ["BloomFilter", "Hashes", "key_hashes"]
+from abaxus.ids import event_id_array
+
+__all__ = ["BloomFilter", "Hashes", "id_hashes", "key_hashes"]
 
 _BITS_PER_KEY = 8  # one layer at capacity: ~2.4 % false hits with 4 hashes
 
@@ -51,12 +56,35 @@ class _Layer:
 Hashes = tuple[np.ndarray, np.ndarray]
 
 
-def key_hashes(keys: list[str]) -> Hashes:
-    """The two base hashes of each key: compute once, then test and add with them (``*_hashed``)."""
-    h1 = np.fromiter(map(hash, keys), dtype=np.int64, count=len(keys)).view(np.uint64)
-    with np.errstate(over="ignore"):
-        h2 = (h1 >> np.uint64(29)) * np.uint64(0x9E3779B97F4A7C15) | np.uint64(1)
-    return h1, h2
+_ID_LENGTH = 30  # "evt_" and 26 base32 characters (abaxus.ids)
+_B32_VALUES = np.zeros(256, dtype=np.uint64)
+_B32_VALUES[np.frombuffer(b"abcdefghijklmnopqrstuvwxyz234567", dtype=np.uint8)] = np.arange(32, dtype=np.uint64)
+_DIGIT_WEIGHTS = np.uint64(1) << (np.arange(11, -1, -1, dtype=np.uint64) * np.uint64(5))
+
+
+def id_hashes(event_ids: pa.Array) -> Hashes:
+    """The two base hashes of each key, from its event id: compute once, then test and add with them.
+
+    Characters 4–15 and 16–27 of an id are 12 base32 digits each: 60 bits of SHA-256 apiece.
+    ``ValueError`` if an id is missing or is not 30 characters (see ``key_hashes``).
+    """
+    n = len(event_ids)
+    if not n:
+        return np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.uint64)
+    _, offsets_buf, data_buf = event_ids.buffers()
+    offsets = np.frombuffer(offsets_buf, dtype=np.int32, count=n + 1, offset=4 * event_ids.offset)
+    first = int(offsets[0])
+    if event_ids.null_count or int(offsets[-1]) - first != _ID_LENGTH * n or \
+            not (np.diff(offsets) == _ID_LENGTH).all():
+        raise ValueError("not every row has an event id of 30 characters")
+    chars = np.frombuffer(data_buf, dtype=np.uint8, count=_ID_LENGTH * n, offset=first).reshape(n, _ID_LENGTH)
+    hashes = _B32_VALUES[chars[:, 4:28]].reshape(n, 2, 12) @ _DIGIT_WEIGHTS  # each row: 12 digits, 5 bits each
+    return hashes[:, 0], hashes[:, 1] | np.uint64(1)
+
+
+def key_hashes(keys: Sequence[str]) -> Hashes:
+    """``id_hashes`` of the keys' event ids, computed here (for keys without their ids at hand)."""
+    return id_hashes(event_id_array(keys))
 
 
 class BloomFilter:
@@ -71,9 +99,14 @@ class BloomFilter:
     def bits(self) -> int:
         return sum(layer.bits for layer in self.layers)
 
-    def add_many(self, keys: list[str]) -> None:
+    def add_many(self, keys: Sequence[str]) -> None:
         if keys:
             self.add_hashed(key_hashes(keys))
+
+    def add_ids(self, event_ids: pa.Array) -> None:
+        """Add the keys whose event ids these are (the store's ``event_id`` column)."""
+        if len(event_ids):
+            self.add_hashed(id_hashes(event_ids))
 
     def add_hashed(self, hashes: Hashes) -> None:
         n = len(hashes[0])
@@ -86,7 +119,7 @@ class BloomFilter:
         newest.add(*hashes)
         self.count += n
 
-    def might_contain(self, keys: list[str]) -> np.ndarray:
+    def might_contain(self, keys: Sequence[str]) -> np.ndarray:
         """A boolean per key: False means certainly never added."""
         if not keys:
             return np.zeros(0, dtype=bool)
@@ -98,7 +131,3 @@ class BloomFilter:
         for layer in self.layers[1:]:
             found |= layer.contains(h1, h2)
         return found
-
-    def extend(self, chunks: Iterable[list[str]]) -> None:
-        for chunk in chunks:
-            self.add_many(chunk)

@@ -229,9 +229,9 @@ class Dataflow:
         stored = 0
         # Room for twice what is stored keeps false hits (each one a store lookup) near 2 %.
         self.bloom = BloomFilter(capacity=max(4_000_000, 2 * self.usage.count_events()))
-        for chunk in self.usage.iter_all_keys():
+        for chunk in self.usage.iter_all_event_ids():
             stored += len(chunk)
-            self.bloom.add_many(chunk)
+            self.bloom.add_ids(chunk)
         self.pending_voids = self.usage.pending_voids()
         if self.board is not None and not self.kafka:
             self._voids_seen = self.board.voids_version()
@@ -325,12 +325,11 @@ class Dataflow:
         # Records are keyed by where their keys' dedup state lives: "all" for the log, the
         # partition's number for Kafka (all duplicates of a key share a partition).
         records = op.input("intake_kafka" if self.kafka else "intake_log", flow, source)
-        window = self.settings.dedup_window_seconds
         bloom_lock = threading.Lock()
         deduped = op.stateful_batch(
             "dedup_by_idempotency_key", records,
-            lambda resume: DedupLogic(resume, window, self.bloom, self.usage.existing_keys,
-                                      self.telemetry.events_deduplicated.inc, bloom_lock, self.clock))
+            lambda resume: DedupLogic(resume, self.bloom, self.usage.existing_keys,
+                                      self.telemetry.events_deduplicated.inc, bloom_lock))
         op.output("usage_store", op.map("drop_key", deduped, lambda kv: kv[1]), _StoreSink(self))
         return flow
 
@@ -408,6 +407,8 @@ class Dataflow:
         for attempt in retrying:
             with attempt:
                 self._store_once(kept, dropped, attempt.retry_state.attempt_number, worker)
+        for r in items:  # their keys are in the store now: the dedup step may stop holding them
+            r.stored()
         if self.recorded:
             if items:  # markers too: an API replica waits for the offsets past its markers
                 ends: dict[int, int] = {}

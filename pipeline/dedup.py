@@ -1,27 +1,24 @@
 """First-wins deduplication by idempotency key, for all time (§9).
 
-Three layers, cheapest first: the keys seen recently (two generations, for at least
-``ABAXUS_DEDUP_WINDOW`` and at most ``MAX_REMEMBERED_KEYS``); a Bloom filter of every key
-ever stored (rebuilt from the store at start); and, only for keys that hit the filter, one
-batched lookup in the usage store. A key that passes is new: its first payload is the one
-written.
+Layers, cheapest first, over whole columns: the keys of this activation (a repeat of an
+earlier event of the same activation is a duplicate); a Bloom filter of every key ever kept
+(rebuilt from the store at start, hashed from the event ids, see ``abaxus.pipeline.bloom``);
+and, only for keys that hit the filter, the keys this run kept that the sink has not stored
+yet (``Unstored``) and one batched lookup in the usage store. A key that passes is new: its
+first payload is the one written.
 
-The generations are dicts of key → None rather than sets: CPython stops tracking a dict
-that holds only strings, so the cyclic GC never walks the millions of keys a set would make
-it visit on every full collection.
+Why no cache of recent keys. An earlier version remembered every accepted key for the dedup
+window in two dicts of up to a million keys each, so a resent key skipped the store lookup.
+Inserting into dicts that large was a sixth of the whole dataflow's time (cache misses,
+measured with py-spy under load), and it bought little: at a few per cent of false hits nearly
+every activation asks the store anyway, and a resent key joins that one lookup. What must be
+in memory is only what the store cannot answer yet: keys kept but not yet written. The sink
+releases them (``DedupResult.stored``) once its insert returned, so the set is usually just
+the activation in flight; no key's answer depends on when Bytewax runs the sink.
 
-The cap is safe: one Bytewax worker runs dedup and then the sink, so a key leaves the cache
-only after a million newer keys have passed (a source read is at most 256k events), long
-after its own event was written and the Bloom filter plus the store can answer for it.
-Bounded generations also keep dict resizes (a pause proportional to the dict) short.
-
-The store is the truth and the generations are its cache, so Bytewax state stays small: a
-snapshot holds only the keys accepted since the previous snapshot (one epoch's worth), which recovery
-restores as the warm start of the cache. Everything before a snapshot is already stored
-(Bytewax writes an epoch's output before it commits the epoch), and events replayed after a
-crash are checked against the store, so no key is ever accepted twice. Snapshotting the
-whole window instead would pickle every key every epoch while holding the GIL: at 2M keys
-that stalled ingestion for hundreds of milliseconds per epoch.
+State stays empty: everything a crash loses is in the durable log and replays; a replayed key
+that was stored is found by the filter (rebuilt from the store) and the store, and one that
+was not is new. A snapshot of an older version (rotation time and keys) is ignored on resume.
 """
 
 from __future__ import annotations
@@ -34,88 +31,115 @@ import numpy as np
 import pyarrow as pa
 from bytewax.operators import StatefulBatchLogic
 
-from abaxus.clock import Clock, SystemClock
-from abaxus.pipeline.bloom import BloomFilter, Hashes, key_hashes
+from abaxus.pipeline.bloom import BloomFilter, Hashes, id_hashes, key_hashes
 from abaxus.pipeline.records import INTAKE_SCHEMA
 
-__all__ = ["MAX_REMEMBERED_KEYS", "DedupLogic", "DedupResult"]
+__all__ = ["DedupLogic", "DedupResult", "Unstored"]
 
 _EMPTY = pa.RecordBatch.from_pylist([], schema=INTAKE_SCHEMA)  # what a marker record keeps and drops
-MAX_REMEMBERED_KEYS = 2_000_000  # older keys are found in the store (one batched lookup per Bloom hit)
+
+
+class Unstored:
+    """Keys the dedup step kept whose events the sink has not stored yet, per activation.
+
+    An activation's keys stay an Arrow array until a filter hit must be checked against them;
+    then they become a set once. The sink is normally done before the next activation, so
+    most are released without ever being looked into.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()  # the sink may run on another thread than the dedup step
+        self._next = 0
+        self._entries: dict[int, list[Any]] = {}  # token → [results not stored yet, keys array, keys set or None]
+
+    def add(self, keys: pa.Array, results: int) -> int:
+        """Hold ``keys`` until ``results`` results carrying the returned token are stored."""
+        with self._lock:
+            self._next += 1
+            self._entries[self._next] = [results, keys, None]
+            return self._next
+
+    def stored(self, token: int) -> None:
+        """One result of the activation ``token`` is stored: its keys are answered by the store now."""
+        with self._lock:
+            entry = self._entries.get(token)
+            if entry is not None:
+                entry[0] -= 1
+                if entry[0] <= 0:
+                    del self._entries[token]
+
+    def __len__(self) -> int:
+        with self._lock:
+            return sum(len(entry[1]) for entry in self._entries.values())
+
+    def holding(self, keys: list[str]) -> set[str]:
+        """Which of ``keys`` are held (kept, not stored yet)."""
+        with self._lock:
+            entries = list(self._entries.values())
+        found: set[str] = set()
+        for entry in entries:
+            if entry[2] is None:
+                entry[2] = set(entry[1].to_pylist())
+            found.update(k for k in keys if k in entry[2])
+        return found
 
 
 class DedupResult:
     """What the dedup step hands the sink for one intake record."""
 
-    __slots__ = ("backfill", "dropped", "kept", "position")
+    __slots__ = ("_token", "_unstored", "backfill", "dropped", "kept", "position")
 
-    def __init__(self, kept: pa.RecordBatch, dropped: pa.RecordBatch, position: Any, backfill: bool) -> None:
+    def __init__(self, kept: pa.RecordBatch, dropped: pa.RecordBatch, position: Any, backfill: bool,
+                 unstored: Unstored | None = None, token: int = 0) -> None:
         self.kept, self.dropped, self.position, self.backfill = kept, dropped, position, backfill
+        self._unstored, self._token = unstored, token
+
+    def stored(self) -> None:
+        """The sink stored this record's kept events (the store answers for their keys from now on)."""
+        if self._unstored is not None:
+            self._unstored.stored(self._token)
+            self._unstored = None
 
 
-def _not_remembered(keys: list[str], maybe: np.ndarray, current: dict[str, None], older: dict[str, None],
-                    added_now: set[str], keep: np.ndarray) -> tuple[list[int], list[int]]:
-    """Indexes of keys neither remembered nor repeated earlier, and those of them the filter hits; ``keep`` drops the rest.
+def _record_hashes(batch: pa.RecordBatch) -> Hashes:
+    """The filter's hashes of a record's keys, from its event ids (computed from the keys if one is missing)."""
+    try:
+        return id_hashes(batch.column("event_id"))
+    except ValueError:
+        return key_hashes(batch.column("idempotency_key").to_pylist())
 
-    Every remembered key is in the Bloom filter or was accepted earlier in this activation
-    (``added_now``: the filter takes those at its end), so only the filter's hits need a
-    look into the big generations, and the rest a look into this activation's keys.
+
+def _first_occurrences(keys: pa.Array, h1: np.ndarray) -> np.ndarray:
+    """True for each key not seen earlier in ``keys``; ``h1``: their first filter hashes.
+
+    Equal keys have equal hashes, so when no two hashes are equal (one sort of integers, a
+    third of the cost of hashing the strings) there is no repeat; otherwise the keys decide.
     """
-    fresh = set(keys)
-    if len(fresh) == len(keys) and added_now.isdisjoint(fresh):  # the usual batch: no repeats
-        hit_idx = np.flatnonzero(maybe).tolist()
-        hits = []
-        for i in hit_idx:
-            k = keys[i]
-            if k in current or k in older:
-                keep[i] = False
-            else:
-                hits.append(i)
-        unknown = list(range(len(keys))) if len(hits) == len(hit_idx) else np.flatnonzero(keep).tolist()
-        return unknown, hits
-    unknown, hits = [], []
-    batch_seen: set[str] = set()
-    for i, (k, hit) in enumerate(zip(keys, maybe.tolist(), strict=True)):
-        if k in batch_seen or k in added_now or (hit and (k in current or k in older)):
-            keep[i] = False
-        else:
-            batch_seen.add(k)
-            unknown.append(i)
-            if hit:
-                hits.append(i)
-    return unknown, hits
+    n = len(keys)
+    ordered = np.sort(h1)
+    if (ordered[1:] != ordered[:-1]).all():
+        return np.ones(n, dtype=bool)
+    seen: set[str] = set()
+    first = np.empty(n, dtype=bool)
+    for i, key in enumerate(keys.to_pylist()):
+        first[i] = key not in seen
+        seen.add(key)
+    return first
 
 
-class DedupLogic(StatefulBatchLogic[Any, DedupResult, tuple[float, list[str]]]):
+class DedupLogic(StatefulBatchLogic[Any, DedupResult, None]):
     """Stateful batch logic for step ``dedup_by_idempotency_key``."""
 
-    def __init__(self, resume: Any, window_s: int, bloom: BloomFilter,
-                 store_lookup: Callable[[list[str]], set[str]], on_duplicates: Callable[[int], None],
-                 bloom_lock: threading.Lock | None = None, clock: Clock | None = None) -> None:
-        self.clock = clock or SystemClock()
-        self.generations: list[dict[str, None]]
-        if resume:
-            self.rotated, recent = resume
-            self.generations = [dict.fromkeys(recent), {}]
-        else:
-            self.generations = [{}, {}]
-            self.rotated = self.clock.now_ms() / 1000
-        self.recent: list[str] = []  # accepted since the last snapshot
-        self.window_s = window_s
+    def __init__(self, resume: Any, bloom: BloomFilter, store_lookup: Callable[[list[str]], set[str]],
+                 on_duplicates: Callable[[int], None], bloom_lock: threading.Lock | None = None) -> None:
+        del resume  # nothing to restore (see the module doc)
         self.bloom = bloom
         # Several Bytewax workers of one process share the filter (each key has one partition,
         # so no key is checked by two of them; the lock only keeps the filter's arrays whole).
         self.bloom_lock = bloom_lock or threading.Lock()
         self.store_lookup = store_lookup
         self.on_duplicates = on_duplicates
-
-    def _rotate(self) -> None:
-        # Two generations of window/2 each: a key is remembered for at least the window,
-        # unless memory runs short first (the store still answers for forgotten keys).
-        now = self.clock.now_ms() / 1000
-        if now - self.rotated > self.window_s / 2 or len(self.generations[0]) > MAX_REMEMBERED_KEYS // 2:
-            self.generations = [{}, self.generations[0]]
-            self.rotated = now
+        self.unstored = Unstored()
 
     def on_batch(self, items: list[Any]) -> tuple[list[DedupResult], bool]:
         """Dedup every record of one activation, with at most one store lookup for all of them.
@@ -124,52 +148,42 @@ class DedupLogic(StatefulBatchLogic[Any, DedupResult, tuple[float, list[str]]]):
         1,000-event record has one: asked record by record, those queries were the sink's
         bottleneck. So the hits of all records are gathered first and looked up together.
         """
-        self._rotate()
-        current, older = self.generations
-        pending: list[tuple[Any, Any, bool, list[str], np.ndarray, list[int], Hashes | None]] = []
-        hit_keys: list[str] = []
-        added_now: set[str] = set()
-        for batch, position, backfill in items:
-            if batch is None:  # a marker: nothing to dedup, but the sink records its position
-                pending.append((_EMPTY, position, backfill, [], np.ones(0, dtype=bool), [], None))
-                continue
-            keys = batch.column("idempotency_key").to_pylist()
-            keep = np.ones(len(keys), dtype=bool)
-            hashes = key_hashes(keys)  # once: the filter is asked with them now and takes the new keys later
+        batches = [batch for batch, _, _ in items if batch is not None]  # None: a marker, only its position counts
+        keep = np.zeros(0, dtype=bool)
+        keys = pa.array([], pa.string())
+        if batches:
+            keys = pa.concat_arrays([b.column("idempotency_key") for b in batches])
+            hashes = [_record_hashes(b) for b in batches]
+            h1 = np.concatenate([h[0] for h in hashes])
+            h2 = np.concatenate([h[1] for h in hashes])
+            keep = _first_occurrences(keys, h1)
             with self.bloom_lock:
-                maybe = self.bloom.might_contain_hashed(hashes)
-            unknown, hits = _not_remembered(keys, maybe, current, older, added_now, keep)
-            if unknown:
-                candidates = [keys[i] for i in unknown]
-                # Remembered at once, so a later record of this activation sees them (first wins);
-                # one that turns out to be stored is a known key all the same.
-                current.update(dict.fromkeys(candidates))
-                added_now.update(candidates)
-                hit_keys.extend(keys[i] for i in hits)
-            pending.append((batch, position, backfill, keys, keep, unknown, hashes))
-        stored = self.store_lookup(hit_keys) if hit_keys else set()
-        out = []
-        for batch, position, backfill, keys, keep, unknown, record_hashes in pending:
-            if unknown:
-                if stored:
-                    for i in unknown:
-                        if keys[i] in stored:
-                            keep[i] = False
-                new_idx = [i for i in unknown if keep[i]] if stored else unknown
-                self.recent.extend(keys[i] for i in new_idx)
-                if record_hashes is not None and new_idx:
-                    index = np.asarray(new_idx, dtype=np.intp)
-                    with self.bloom_lock:
-                        self.bloom.add_hashed((record_hashes[0][index], record_hashes[1][index]))
-            mask = pa.array(keep)
-            kept = batch if keep.all() else batch.filter(mask)
-            dropped = batch.slice(0, 0) if keep.all() else batch.filter(pa.array(~keep))
-            if dropped.num_rows:
+                maybe = self.bloom.might_contain_hashed((h1, h2))
+            hit_index = np.flatnonzero(maybe & keep)
+            if len(hit_index):
+                hit_keys: list[str] = keys.take(pa.array(hit_index)).to_pylist()
+                known = self.unstored.holding(hit_keys)
+                asked = [k for k in hit_keys if k not in known]
+                known |= self.store_lookup(asked) if asked else set()
+                if known:
+                    keep[hit_index[[k in known for k in hit_keys]]] = False
+            with self.bloom_lock:
+                self.bloom.add_hashed((h1[keep], h2[keep]))
+        token = self.unstored.add(keys.filter(pa.array(keep)), len(batches)) if keep.any() else 0
+        out, start = [], 0
+        for batch, position, backfill in items:
+            if batch is None:
+                out.append(DedupResult(_EMPTY, _EMPTY, position, backfill))
+                continue
+            mine = keep[start:start + batch.num_rows]
+            start += batch.num_rows
+            if mine.all():
+                kept, dropped = batch, batch.slice(0, 0)
+            else:
+                kept, dropped = batch.filter(pa.array(mine)), batch.filter(pa.array(~mine))
                 self.on_duplicates(dropped.num_rows)
-            out.append(DedupResult(kept, dropped, position, backfill))
+            out.append(DedupResult(kept, dropped, position, backfill, self.unstored if token else None, token))
         return out, StatefulBatchLogic.RETAIN
 
-    def snapshot(self) -> tuple[float, list[str]]:
-        """The rotation clock and the keys accepted since the last snapshot (see the module doc)."""
-        recent, self.recent = self.recent, []
-        return (self.rotated, recent)
+    def snapshot(self) -> None:
+        """Nothing: the store and the durable log hold all a restart needs (see the module doc)."""

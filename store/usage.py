@@ -158,16 +158,16 @@ class UsageStore:
         """Stored event rows (re-sent copies not yet merged included): sizes the dedup filter."""
         return int(self.client.query("SELECT count() FROM abaxus.events").result_rows[0][0])
 
-    def iter_all_keys(self, chunk: int = 1_000_000) -> Iterator[list[str]]:
-        """Every key ever stored, in chunks (to rebuild the dedup filter at start)."""
-        stream = self.client.query_arrow_stream("SELECT idempotency_key FROM abaxus.events") \
+    def iter_all_event_ids(self) -> Iterator[pa.Array]:
+        """Every stored event id (one per key ever stored), in Arrow chunks: rebuilds the dedup filter at start."""
+        stream = self.client.query_arrow_stream(f"SELECT event_id FROM {DB}.events") \
             if hasattr(self.client, "query_arrow_stream") else None
         if stream is None:
-            yield [r[0] for r in self.client.query("SELECT idempotency_key FROM abaxus.events").result_rows]
+            yield pa.array([r[0] for r in self.client.query(f"SELECT event_id FROM {DB}.events").result_rows], pa.string())
             return
         with stream:
             for batch in stream:
-                yield batch.column(0).to_pylist()
+                yield batch.column(0).cast(pa.string())
 
     def pending_voids(self) -> dict[str, tuple[str, int]]:
         rows = self.client.query("SELECT idempotency_key, reason, toUnixTimestamp64Milli(voided_at) "

@@ -1,8 +1,9 @@
 """First wins, for all time (§9): the dedup step on its own, against an oracle of every key ever kept.
 
-The step's layers (this activation's keys, the remembered generations, the Bloom filter,
-the store for the filter's hits) may each answer; whatever answers, a key is kept exactly
-once, its first occurrence, and a key the store already holds is never kept again.
+The step's layers (this activation's keys, the Bloom filter, the keys kept but not yet
+stored, the store for the filter's hits) may each answer; whatever answers, a key is kept
+exactly once, its first occurrence, and a key the store already holds is never kept again,
+however late the sink stores what was kept.
 """
 
 from __future__ import annotations
@@ -11,14 +12,18 @@ import random
 
 import pyarrow as pa
 
+from abaxus.ids import event_id_array
 from abaxus.pipeline.bloom import BloomFilter
 from abaxus.pipeline.dedup import DedupLogic
 from abaxus.pipeline.records import INTAKE_SCHEMA
 
 
-def _record(keys: list[str]) -> pa.RecordBatch:
-    cols = {f.name: (pa.array(keys, pa.string()) if f.name == "idempotency_key" else pa.nulls(len(keys), f.type))
-            for f in INTAKE_SCHEMA}
+def _record(keys: list[str], with_ids: bool = True) -> pa.RecordBatch:
+    """An intake record of ``keys``; without ids the step hashes the keys themselves."""
+    cols = {f.name: pa.nulls(len(keys), f.type) for f in INTAKE_SCHEMA}
+    cols["idempotency_key"] = pa.array(keys, pa.string())
+    if with_ids:
+        cols["event_id"] = event_id_array(keys)
     return pa.RecordBatch.from_pydict(cols, schema=INTAKE_SCHEMA)
 
 
@@ -33,18 +38,24 @@ def test_each_key_is_kept_once_whichever_layer_knows_it():
         asked.append(keys)
         return {k for k in keys if k in in_store}
 
-    logic = DedupLogic(None, 7 * 86400, bloom, lookup, lambda n: None)
+    logic = DedupLogic(None, bloom, lookup, lambda n: None)
     kept_ever: set[str] = set()
-    universe = [f"k-{i}" for i in range(6000)] + sorted(in_store)
-    for activation in range(30):
+    universe = [f"k-{i}" for i in range(6000)] + sorted(in_store) + ["é-ü-" + "x" * 250, "ключ-1", "鍵-2"]
+    unstored: list[tuple[int, list[tuple[str, object]]]] = []  # (activation to store at, results)
+    for activation in range(40):
         items = []
         for record in range(rng.randint(1, 5)):
             keys = [rng.choice(universe) for _ in range(rng.randint(1, 400))]
             if record and rng.random() < 0.5:  # repeats of an earlier record of the same activation
                 keys += items[0][0].column("idempotency_key").to_pylist()[:50]
-            items.append((_record(keys), (activation, record), False))
+            items.append((_record(keys, with_ids=rng.random() < 0.8), (activation, record), False))
+            if rng.random() < 0.2:
+                items.append((None, (activation, record, "marker"), False))
         results, _ = logic.on_batch(items)
         for (batch, _, _), result in zip(items, results, strict=True):
+            if batch is None:
+                assert result.kept.num_rows == result.dropped.num_rows == 0
+                continue
             keys = batch.column("idempotency_key").to_pylist()
             expected = []
             for k in keys:
@@ -53,6 +64,27 @@ def test_each_key_is_kept_once_whichever_layer_knows_it():
                     expected.append(k)
             assert result.kept.column("idempotency_key").to_pylist() == expected
             assert result.kept.num_rows + result.dropped.num_rows == len(keys)
-        in_store |= kept_ever  # the sink stored them: a later run would find them there
+        # The sink stores this activation's events now or up to three activations later;
+        # until then only the step itself knows the keys.
+        unstored.append((activation + rng.choice([0, 0, 1, 3]), [(k, r) for r in results
+                                                                 for k in r.kept.column("idempotency_key").to_pylist()]))
+        for _, kept in [u for u in unstored if u[0] <= activation]:
+            in_store |= {k for k, _ in kept}
+            for r in {id(r): r for _, r in kept}.values():
+                r.stored()
+        unstored = [u for u in unstored if u[0] > activation]
     assert asked, "the filter's hits went to the store"
     assert len(kept_ever) > 1000
+
+
+def test_kept_keys_are_held_until_every_result_of_their_activation_is_stored():
+    logic = DedupLogic(None, BloomFilter(capacity=1 << 13), lambda keys: set(), lambda n: None)
+    results, _ = logic.on_batch([(_record(["a", "b"]), 1, False), (None, 2, False), (_record(["c"]), 3, False)])
+    assert len(logic.unstored) == 3
+    results[0].stored()
+    assert logic.unstored.holding(["a", "c", "z"]) == {"a", "c"}
+    results[1].stored()  # a marker holds nothing
+    results[2].stored()
+    assert len(logic.unstored) == 0
+    again, _ = logic.on_batch([(_record(["a"]), 4, False)])  # stored now: the (empty) store answers, so it is new
+    assert again[0].kept.num_rows == 1

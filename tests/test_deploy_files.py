@@ -48,7 +48,7 @@ OVERRIDE = {
     "api": {"replicas": 3, "autoscaling": {"enabled": False}},
     "redis": {"auth": True},
     "serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}, "apiKeySecret": {"name": "abaxus-metrics-key"}},
-    "extraEnv": {"ABAXUS_DEDUP_WINDOW": "3d", "ABAXUS_RATE_LIMIT_RPM": "12000"},
+    "extraEnv": {"ABAXUS_EPOCH_SECONDS": "3", "ABAXUS_RATE_LIMIT_RPM": "12000"},
 }
 
 
@@ -441,7 +441,7 @@ class TestHelmChart:
         settings = Settings.from_env(_container_env(container, secrets))
         assert settings.bootstrap_key == SECRETS["bootstrapKey"]
         assert settings.stripe_webhook_secret == SECRETS["stripeWebhookSecret"]
-        assert settings.dedup_window_seconds == 3 * 86400
+        assert settings.epoch_seconds == 3
         assert settings.rate_limit_rpm == 12000
         assert settings.rate_limit_storage == "redis://:rd-example@redis:6379/0"
 
