@@ -227,7 +227,7 @@ class Dataflow:
     def start(self) -> None:
         started = time.monotonic()
         stored = 0
-        # Room for twice what is stored keeps false hits (each one a store lookup) near 2 %.
+        # Room for twice what is stored keeps false hits (each one a store lookup) well under 1 %.
         self.bloom = BloomFilter(capacity=max(4_000_000, 2 * self.usage.count_events()))
         for chunk in self.usage.iter_all_event_ids():
             stored += len(chunk)
