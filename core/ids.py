@@ -14,7 +14,8 @@ import numpy as np
 import pyarrow as pa
 from ulid import ULID
 
-__all__ = ["CLIENT_ID_RE", "KEY_RE", "event_id_array", "event_id_for", "event_ids_for", "new_id"]
+__all__ = ["BASE32_DIGITS", "CLIENT_ID_RE", "EVENT_ID_LENGTH", "KEY_RE", "event_id_array", "event_id_for", "event_ids_for",
+           "new_id"]
 
 CLIENT_ID_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,128}$")
 KEY_RE = re.compile(r"^[a-z0-9_]{1,64}$")
@@ -50,9 +51,9 @@ def _small_input_sha256() -> Callable[[bytes], Any]:
 
 
 _sha256 = _small_input_sha256()
-_B32 = np.frombuffer(b"abcdefghijklmnopqrstuvwxyz234567", dtype=np.uint8)
+BASE32_DIGITS = np.frombuffer(b"abcdefghijklmnopqrstuvwxyz234567", dtype=np.uint8)  # lowercase RFC 4648
 _PREFIX = np.frombuffer(b"evt_", dtype=np.uint8)
-_ID_LENGTH = 30  # "evt_" and 26 base32 characters, all ASCII
+EVENT_ID_LENGTH = 30  # "evt_" and 26 base32 characters, all ASCII
 _FIVE_BITS = np.uint64(31)
 _SHIFTS_HI = np.arange(59, -1, -5, dtype=np.uint64)[:12]  # characters 0-11: bits 0-59 of word 0
 _SHIFTS_LO = np.arange(58, -1, -5, dtype=np.uint64)[:12]  # characters 13-24: bits 65-124, in word 1
@@ -76,10 +77,10 @@ def event_id_array(keys: Sequence[str]) -> pa.StringArray:
     chars[:, 12] = ((hi & np.uint64(15)) << np.uint64(1)) | (lo >> np.uint64(63))
     chars[:, 13:25] = (lo[:, None] >> _SHIFTS_LO) & _FIVE_BITS
     chars[:, 25] = ((lo & np.uint64(7)) << np.uint64(2)) | (tail >> np.uint64(62))
-    text = np.empty((n, _ID_LENGTH), dtype=np.uint8)
+    text = np.empty((n, EVENT_ID_LENGTH), dtype=np.uint8)
     text[:, :4] = _PREFIX
-    text[:, 4:] = _B32[chars]
-    offsets = np.arange(0, _ID_LENGTH * n + 1, _ID_LENGTH, dtype=np.int32)
+    text[:, 4:] = BASE32_DIGITS[chars]
+    offsets = np.arange(0, EVENT_ID_LENGTH * n + 1, EVENT_ID_LENGTH, dtype=np.int32)
     return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(text))
 
 

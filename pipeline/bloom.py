@@ -28,7 +28,7 @@ from typing import cast
 import numpy as np
 import pyarrow as pa
 
-from abaxus.ids import event_id_array
+from abaxus.ids import BASE32_DIGITS, EVENT_ID_LENGTH, event_id_array
 
 __all__ = ["BloomFilter", "Hashes", "id_hashes", "key_hashes"]
 
@@ -67,9 +67,8 @@ class _Layer:
 Hashes = tuple[np.ndarray, np.ndarray]
 
 
-_ID_LENGTH = 30  # "evt_" and 26 base32 characters (abaxus.ids)
-_B32_VALUES = np.zeros(256, dtype=np.uint64)
-_B32_VALUES[np.frombuffer(b"abcdefghijklmnopqrstuvwxyz234567", dtype=np.uint8)] = np.arange(32, dtype=np.uint64)
+_B32_VALUES = np.zeros(256, dtype=np.uint64)  # a base32 character's digit
+_B32_VALUES[BASE32_DIGITS] = np.arange(32, dtype=np.uint64)
 _DIGIT_WEIGHTS = np.uint64(1) << (np.arange(11, -1, -1, dtype=np.uint64) * np.uint64(5))
 
 
@@ -85,10 +84,11 @@ def id_hashes(event_ids: pa.Array) -> Hashes:
     _, offsets_buf, data_buf = event_ids.buffers()
     offsets = np.frombuffer(offsets_buf, dtype=np.int32, count=n + 1, offset=4 * event_ids.offset)
     first = int(offsets[0])
-    if event_ids.null_count or int(offsets[-1]) - first != _ID_LENGTH * n or \
-            not (np.diff(offsets) == _ID_LENGTH).all():
+    if event_ids.null_count or int(offsets[-1]) - first != EVENT_ID_LENGTH * n or \
+            not (np.diff(offsets) == EVENT_ID_LENGTH).all():
         raise ValueError("not every row has an event id of 30 characters")
-    chars = np.frombuffer(data_buf, dtype=np.uint8, count=_ID_LENGTH * n, offset=first).reshape(n, _ID_LENGTH)
+    chars = np.frombuffer(data_buf, dtype=np.uint8, count=EVENT_ID_LENGTH * n, offset=first)
+    chars = chars.reshape(n, EVENT_ID_LENGTH)
     hashes = _B32_VALUES[chars[:, 4:28]].reshape(n, 2, 12) @ _DIGIT_WEIGHTS  # each row: 12 digits, 5 bits each
     return hashes[:, 0], hashes[:, 1]
 
@@ -104,10 +104,6 @@ class BloomFilter:
     def __init__(self, capacity: int = 4_000_000) -> None:
         self.layers = [_Layer(max(capacity, 1 << 13))]
         self.count = 0
-
-    @property
-    def bits(self) -> int:
-        return sum(64 * layer.words for layer in self.layers)
 
     def add_many(self, keys: Sequence[str]) -> None:
         if keys:
