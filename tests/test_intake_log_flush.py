@@ -12,6 +12,8 @@ import asyncio
 import json
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -99,3 +101,47 @@ def test_a_flush_cancelled_mid_write_is_logged(tmp_path: Path):
     # The thread's write may or may not have finished when the task was cancelled.
     assert cancelled.pop("durable") in ([0, 0], [0, 8 + len(b"in flight")])
     assert cancelled == {"event": "intake_log_flush_cancelled", "level": "warning"}
+
+
+class _ObservedLog(IntakeLog):
+    """The real log on a real file, noting which thread wrote each group; ``delay`` makes the disk slow."""
+
+    delay = 0.0
+    writers: list[int]
+
+    def __init__(self, directory: Path) -> None:
+        super().__init__(directory)
+        self.writers = []
+
+    def _write_group(self, payloads: list[bytes]) -> list[tuple[int, int]]:
+        self.writers.append(threading.get_ident())
+        time.sleep(self.delay)
+        return super()._write_group(payloads)
+
+
+def test_quick_writes_stay_on_the_loop_and_a_slow_disk_moves_them_to_a_thread(tmp_path: Path):
+    log = _ObservedLog(tmp_path / "log")
+
+    async def scenario() -> tuple[int, list[int]]:
+        loop_thread = threading.get_ident()
+        for i in range(5):
+            await log.append(b"quick %d" % i)
+        quick = list(log.writers)
+        log.delay = 0.01  # 10 ms a group: past INLINE_WRITE_S
+        await log.append(b"slow")
+        log.delay = 0.0
+        await log.append(b"after the slow one")
+        return loop_thread, quick + log.writers[len(quick):]
+
+    try:
+        loop_thread, writers = asyncio.run(scenario())
+    finally:
+        log.close()
+    # Unknown at first: a worker thread; then the loop itself; the slow group is still
+    # written inline (it was not known to be slow), the one after it on a thread again.
+    assert writers[0] != loop_thread
+    assert writers[1:6] == [loop_thread] * 5
+    assert writers[6] != loop_thread
+    # Every record is in the log, in order.
+    assert log.durable_position == (0, sum(8 + len(p) for p in
+                                           [b"quick %d" % i for i in range(5)] + [b"slow", b"after the slow one"]))
