@@ -267,9 +267,9 @@ class IntakeLog:
         try:
             return self._write_group(payloads) if inline else await asyncio.to_thread(self._write_group, payloads)
         finally:
-            took = time.perf_counter() - started
-            # A slow write counts at once; quick ones bring the mean down over a few groups.
-            self._write_seconds = took if took > self._write_seconds else 0.7 * self._write_seconds + 0.3 * took
+            # A mean over the last groups or so: one write the scheduler held up on a busy machine
+            # does not send the next ones to a thread; a disk slow for several groups does.
+            self._write_seconds = 0.8 * self._write_seconds + 0.2 * (time.perf_counter() - started)
 
     def _flush_ended(self, task: asyncio.Task[None]) -> None:
         """Say so when a flush ends other than by emptying the queue: the appends it held never

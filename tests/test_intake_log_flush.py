@@ -121,27 +121,25 @@ class _ObservedLog(IntakeLog):
 
 def test_quick_writes_stay_on_the_loop_and_a_slow_disk_moves_them_to_a_thread(tmp_path: Path):
     log = _ObservedLog(tmp_path / "log")
+    payloads = [b"quick %d" % i for i in range(10)] + [b"slow %d" % i for i in range(5)] + [b"quick again %d" % i
+                                                                                          for i in range(20)]
 
-    async def scenario() -> tuple[int, list[int]]:
-        loop_thread = threading.get_ident()
-        for i in range(5):
-            await log.append(b"quick %d" % i)
-        quick = list(log.writers)
-        log.delay = 0.01  # 10 ms a group: past INLINE_WRITE_S
-        await log.append(b"slow")
-        log.delay = 0.0
-        await log.append(b"after the slow one")
-        return loop_thread, quick + log.writers[len(quick):]
+    async def scenario() -> int:
+        for payload in payloads:
+            log.delay = 0.01 if payload.startswith(b"slow") else 0.0  # 10 ms a group: past INLINE_WRITE_S
+            await log.append(payload)
+        return threading.get_ident()
 
     try:
-        loop_thread, writers = asyncio.run(scenario())
+        loop_thread = asyncio.run(scenario())
     finally:
         log.close()
-    # Unknown at first: a worker thread; then the loop itself; the slow group is still
-    # written inline (it was not known to be slow), the one after it on a thread again.
-    assert writers[0] != loop_thread
-    assert writers[1:6] == [loop_thread] * 5
-    assert writers[6] != loop_thread
-    # Every record is in the log, in order.
-    assert log.durable_position == (0, sum(8 + len(p) for p in
-                                           [b"quick %d" % i for i in range(5)] + [b"slow", b"after the slow one"]))
+    on_loop = [w == loop_thread for w in log.writers]
+    # Unknown at first: a worker thread; once writes are known to be quick, the loop itself.
+    assert on_loop[0] is False
+    assert on_loop[5:10] == [True] * 5
+    # A slow disk for a few groups moves the writes to a thread; once quick again, back on the loop.
+    assert False in on_loop[10:15]
+    assert on_loop[-5:] == [True] * 5
+    # Every record is in the log, in order, wherever it was written.
+    assert log.durable_position == (0, sum(8 + len(p) for p in payloads))
