@@ -3,7 +3,8 @@
 Starts a real embedded ``abaxus serve`` process, drives it with N concurrent clients sending
 1,000-event batches, and measures events/s from the first request until every event is
 queryable in ClickHouse, plus p50/p99 batch latency. Then, in the same run, inserts the same
-rows straight into a fresh chDB with ``insert_arrow`` (100k-row batches) as the ceiling.
+rows straight into a fresh chDB with ``insert_arrow`` (100k-row batches, the store's own insert
+settings) as the ceiling.
 
     python benchmarks/ingest.py --events 300000 --clients 4
     python benchmarks/ingest.py --events 300000 --mode kafka   # embedded, then split, side by side
@@ -44,7 +45,7 @@ import pyarrow as pa
 from abaxus.pipeline.log import decode_position
 from abaxus.pipeline.progress_board import SharedBoard
 from abaxus.settings import Settings
-from abaxus.store.usage import EVENT_SCHEMA, migrate_usage
+from abaxus.store.usage import EVENT_SCHEMA, EVENTS_INSERT_SETTINGS, migrate_usage
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from server_process import ServerProcess, free_port
@@ -235,7 +236,7 @@ def raw_insert_rate(total: int, customers: int) -> float:
             "void_reason": pa.repeat(pa.scalar(""), n)}, schema=EVENT_SCHEMA)
         t0 = time.perf_counter()
         for off in range(0, n, 100_000):
-            client.insert_arrow("abaxus.events", table.slice(off, 100_000))
+            client.insert_arrow("abaxus.events", table.slice(off, 100_000), settings=EVENTS_INSERT_SETTINGS)
         rate = n / (time.perf_counter() - t0)
         client.close()
         return rate

@@ -25,6 +25,10 @@ from abaxus.store.usage_migrations import DB
 
 __all__ = ["DB", "EVENT_SCHEMA", "Aggregate", "MetricSpec", "UsageStore", "data_path", "migrate_usage", "open_usage_client"]
 
+# The dataflow never writes one key twice in a block, so collapsing at insert time
+# (optimize_on_insert) is pure cost: ~15-30 % of the insert, measured. Reads use FINAL.
+# benchmarks/ingest.py measures its ceiling with the same settings.
+EVENTS_INSERT_SETTINGS = {"optimize_on_insert": 0}
 PROBE_TIMEOUT_S = 2.0  # a health probe over HTTP: a server that has not answered by then is not ready
 EVENT_SCHEMA = pa.schema([
     ("event_id", pa.string()),
@@ -137,9 +141,7 @@ class UsageStore:
 
     # ---- writes ------------------------------------------------------------------------
     def insert_events(self, table: pa.Table) -> None:
-        # The dataflow never writes one key twice in a block, so collapsing at insert time
-        # (optimize_on_insert) is pure cost: ~15-30 % of the insert, measured. Reads use FINAL.
-        self.client.insert_arrow(f"{DB}.events", table, settings={"optimize_on_insert": 0})
+        self.client.insert_arrow(f"{DB}.events", table, settings=EVENTS_INSERT_SETTINGS)
 
     def insert_duplicates(self, table: pa.Table) -> None:
         self.client.insert_arrow(f"{DB}.event_duplicates", table)
