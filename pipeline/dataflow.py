@@ -59,8 +59,9 @@ _DUP_SCHEMA = pa.schema([("idempotency_key", pa.string()), ("customer_id", pa.st
 # a void): the source lets go as soon as one does (``Progress.has_waiters``, and the shared
 # board's flush requests from other processes).
 # Held that long only under load (events arrived at BUSY_ROWS_PER_S or more while the last
-# records were held, within the last second); otherwise at most COALESCE_IDLE_SECONDS, so a
-# trickle of events is stored at once.
+# records were held, within the last second) and while records keep coming: once none came
+# for COALESCE_IDLE_SECONDS (a burst ended) what is held goes at once. Otherwise at most
+# COALESCE_IDLE_SECONDS, so a trickle of events is stored at once.
 COALESCE_ROWS = 50_000
 COALESCE_SECONDS = 0.3
 COALESCE_IDLE_SECONDS = 0.05
@@ -92,6 +93,7 @@ class _LogPartition(StatefulSourcePartition[Any, Position]):
         self.read_position: Position = self.position
         self.held: list[tuple[pa.RecordBatch, Position, bool]] = []  # (batch, position, backfill): read, not emitted
         self.held_since = 0.0
+        self.last_read = 0.0  # when records last came
         self.idle = False
         self.flushes_seen = flow.flush_requests()
         self.last_emit = (0.0, 0.0)  # when the last records were let go, and the rows a second they came at
@@ -106,8 +108,9 @@ class _LogPartition(StatefulSourcePartition[Any, Position]):
         if len(self.held) < _MAX_RECORDS:
             records, _ = reader.read(self.read_position, max_records=_MAX_RECORDS - len(self.held))
             if records:
+                self.last_read = time.monotonic()
                 if not self.held:
-                    self.held_since = time.monotonic()
+                    self.held_since = self.last_read
                 self.read_position = records[-1][1]
                 for payload, position in records:
                     batch, backfill = decode_record(payload)
@@ -120,15 +123,15 @@ class _LogPartition(StatefulSourcePartition[Any, Position]):
             self.idle = True
             return []
         rows = sum(b.num_rows for b, _, _ in self.held)
+        now = time.monotonic()
         if (rows < COALESCE_ROWS and len(self.held) < _MAX_RECORDS
-                and time.monotonic() - self.held_since < self._hold_limit()
+                and now - self.held_since < self._hold_limit() and now - self.last_read < COALESCE_IDLE_SECONDS
                 and not any(backfill for _, _, backfill in self.held) and not self.flow.stopping.is_set()
                 and not self.flow.progress.has_waiters() and flushes == self.flushes_seen):
             self.idle = True  # look again in 10 ms
             return []
         self.idle = False
         self.flushes_seen = flushes
-        now = time.monotonic()
         self.last_emit = (now, rows / max(now - self.held_since, 0.001))
         if self.flow.recorded:  # positions as the store records them: (partition, offset after the record)
             out = [("all", (b, (self.index, encode_position(p)), bf)) for b, p, bf in self.held]

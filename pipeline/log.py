@@ -4,7 +4,8 @@ A ``202`` is answered only after the request's record is whole on disk. Concurre
 that arrive while a flush runs are written and fsync'd together by the next flush, so many
 requests share one fsync. While the disk is quick the flush runs on the event loop itself
 (a thread handoff cost more CPU than the write); a slow write sends the next ones to a
-worker thread, where the loop goes on taking requests for the group after. Records are framed ``[u32 length][u32 crc32][payload]``.
+worker thread, where the loop goes on taking requests for the group after. Records are
+framed ``[u32 length][u32 crc32][payload]``.
 
 Failure rules (a full disk taught them):
 
