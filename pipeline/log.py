@@ -268,7 +268,7 @@ class IntakeLog:
         try:
             return self._write_group(payloads) if inline else await asyncio.to_thread(self._write_group, payloads)
         finally:
-            # A mean over the last groups or so: one write the scheduler held up on a busy machine
+            # A running mean (the newest group weighs 0.2): one write the scheduler held up on a busy machine
             # does not send the next ones to a thread; a disk slow for several groups does.
             self._write_seconds = 0.8 * self._write_seconds + 0.2 * (time.perf_counter() - started)
 
