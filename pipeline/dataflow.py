@@ -41,7 +41,7 @@ from abaxus.settings import Settings
 from abaxus.store.usage import EVENT_SCHEMA, UsageStore
 from abaxus.telemetry import Telemetry
 
-__all__ = ["Dataflow"]
+__all__ = ["COALESCE_IDLE_SECONDS", "COALESCE_ROWS", "COALESCE_SECONDS", "Dataflow", "LogPartition"]
 
 _MIN_ERROR_NAME = 4  # longer than e.g. 'A_B': a ClickHouse error name such as NOT_ENOUGH_SPACE
 _STALL_AFTER = 2  # failed store attempts in a row
@@ -79,7 +79,9 @@ def _short_reason(exc: BaseException) -> str:
     return (text.splitlines()[0][:200] if text else type(exc).__name__)
 
 
-class _LogPartition(StatefulSourcePartition[Any, Position]):
+class LogPartition(StatefulSourcePartition[Any, Position]):
+    """The source over one intake log partition: reads its records, holds them to coalesce (see COALESCE_ROWS)."""
+
     def __init__(self, flow: Dataflow, resume: Position | None, index: int = 0) -> None:
         self.flow = flow
         self.index = index
@@ -158,8 +160,8 @@ class _LogSource(FixedPartitionedSource[Any, Position]):
         # "log" is this process's own log (the name recovery state of one-process data dirs has).
         return ["log"] + [f"log-{i}" for i in range(1, len(self.flow.readers))]
 
-    def build_part(self, step_id: str, for_part: str, resume_state: Position | None) -> _LogPartition:
-        return _LogPartition(self.flow, resume_state, 0 if for_part == "log" else int(for_part.split("-")[1]))
+    def build_part(self, step_id: str, for_part: str, resume_state: Position | None) -> LogPartition:
+        return LogPartition(self.flow, resume_state, 0 if for_part == "log" else int(for_part.split("-")[1]))
 
 
 class _StoreSinkPartition(StatelessSinkPartition[DedupResult]):

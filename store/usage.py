@@ -23,7 +23,8 @@ from abaxus.settings import Settings
 from abaxus.store import usage_migrations
 from abaxus.store.usage_migrations import DB
 
-__all__ = ["DB", "EVENT_SCHEMA", "Aggregate", "MetricSpec", "UsageStore", "data_path", "migrate_usage", "open_usage_client"]
+__all__ = ["DB", "EVENTS_INSERT_SETTINGS", "EVENT_SCHEMA", "Aggregate", "MetricSpec", "UsageStore", "data_path",
+           "migrate_usage", "open_usage_client"]
 
 # The dataflow never writes one key twice in a block, so collapsing at insert time
 # (optimize_on_insert) is pure cost: ~15-30 % of the insert, measured. Reads use FINAL.

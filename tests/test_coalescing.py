@@ -14,7 +14,7 @@ import pyarrow as pa
 import pytest
 
 from abaxus.ids import event_id_array
-from abaxus.pipeline.dataflow import COALESCE_IDLE_SECONDS, COALESCE_ROWS, COALESCE_SECONDS, Dataflow, _LogPartition
+from abaxus.pipeline.dataflow import COALESCE_IDLE_SECONDS, COALESCE_ROWS, COALESCE_SECONDS, Dataflow, LogPartition
 from abaxus.pipeline.log import IntakeLog
 from abaxus.pipeline.records import INTAKE_SCHEMA, encode_record
 from abaxus.settings import Settings
@@ -37,7 +37,7 @@ def source(tmp_path: Path):
     log = IntakeLog(settings.data_dir / "intake")
     flow = Dataflow(settings, usage, log, Telemetry())  # not started: its source partition is driven here
     try:
-        yield log, _LogPartition(flow, None)
+        yield log, LogPartition(flow, None)
     finally:
         log.close()
         usage.close()
