@@ -38,6 +38,7 @@ from abaxus.pipeline.kafka import BrokerUnavailable
 from abaxus.pipeline.worker import Worker, wait_until_stopped
 from abaxus.settings import Settings, SettingsError
 from abaxus.store.usage import UsageStore, open_usage_client
+from abaxus.telemetry import share_across_processes
 
 __all__ = ["DEDICATED_FROM", "app"]
 
@@ -150,6 +151,7 @@ def _serve_with_intake_processes(settings: Settings) -> None:
     password = usage_password(settings)
     settings = settings.with_(usage_password=password)
     intake = IntakeProcesses(settings, settings.intake_processes, password, listener.fileno())
+    share_across_processes(_shared_metrics_dir(settings), fresh=True)  # a scrape of any process shows all
     api = create_app(settings, with_usage_front=True)
     api.on_startup.append(_tune_gc)  # after the lifespan opened the stores: their objects are frozen too
     # Once the usage front answers: the intake processes reach the store through it.
@@ -164,6 +166,11 @@ def _serve_with_intake_processes(settings: Settings) -> None:
             _serve_on(api, listener)
     finally:
         listener.close()
+
+
+def _shared_metrics_dir(settings: Settings) -> Path:
+    """Where the server and its intake processes keep their metrics, summed by whichever answers ``/metrics``."""
+    return settings.data_dir / "intake" / "metrics"
 
 
 def _connection_counts(settings: Settings) -> ConnectionCounts:
@@ -192,7 +199,8 @@ def _run_owner_only(api: Any, settings: Settings) -> None:
     the inserts into chDB) than to HTTP: measured on 2 cores, two intake processes with the
     owner only storing took 221k events/s, the owner answering beside one 173k. It keeps the listening socket open (it
     made it; connections wait in its queue while an intake process restarts) but never
-    accepts from it; ``/metrics`` and ``/readyz`` of the dataflow are on ``<data dir>/owner.sock``.
+    accepts from it; ``/readyz`` of the dataflow is on ``<data dir>/owner.sock`` (``/metrics`` of
+    every process sums all of them, see ``share_across_processes``).
     """
     sock, path = owner_socket(settings.data_dir)
     console.print(f"{settings.intake_processes} intake processes take HTTP on the port; this process stores their "
@@ -207,6 +215,7 @@ def _run_owner_only(api: Any, settings: Settings) -> None:
 def _serve_intake(settings: Settings, listen_fd: int) -> None:
     """One intake process: the API on the server's listening socket, events into its own log partition."""
     die_with_parent()
+    share_across_processes(_shared_metrics_dir(settings), fresh=False)
     api = create_app(settings, background=False)
     api.on_startup.append(_tune_gc)
     listener = SharedListener(fileno=listen_fd)

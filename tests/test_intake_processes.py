@@ -106,6 +106,16 @@ def _usage(c: httpx.Client) -> tuple[int, int]:
     return int(row["quantity"]), int(row["event_count"])
 
 
+def _answered(metrics: str, route: str, status: str) -> int:
+    """Requests to ``route`` answered ``status``, as the latency histogram of a /metrics text counts them."""
+    total = 0.0
+    for line in metrics.splitlines():
+        if line.startswith("abaxus_http_request_duration_seconds_count{") and f'route="{route}"' in line \
+                and f'status="{status}"' in line:
+            total += float(line.rsplit(" ", 1)[1])
+    return int(total)
+
+
 def _catalog(c: httpx.Client) -> None:
     assert c.post("/v1/metrics", json=METRIC).status_code == HTTPStatus.CREATED
     assert c.post("/v1/customers", json={**CUSTOMER, "id": "cust_acme"}).status_code == HTTPStatus.CREATED
@@ -153,6 +163,15 @@ def test_events_taken_by_every_process_are_counted_once_and_read_at_once(two_int
             assert owner.get("/readyz").status_code == HTTPStatus.OK
             metrics = owner.get("/metrics").text
         assert "abaxus_events_ingested_total 10000.0" in metrics.splitlines()
+        # The public port's /metrics, from whichever process takes each scrape, counts for all
+        # of them: what the server stored and dropped, and every 202 any process answered.
+        with _fresh(server) as c:
+            scrapes = [c.get("/metrics").text for _ in range(8)]
+        for text in scrapes:
+            lines = text.splitlines()
+            assert "abaxus_events_ingested_total 10000.0" in lines
+            assert "abaxus_events_deduplicated_total 2500.0" in lines
+            assert _answered(text, "/v1/events/batch", "202") == 50
         children = _children(server.proc.pid)  # type: ignore[union-attr]
     finally:
         server.stop()
