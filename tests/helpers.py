@@ -6,6 +6,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import pyarrow as pa
+
+from abaxus.ids import event_id_array
+from abaxus.pipeline.records import INTAKE_SCHEMA
+
 
 def wait_until(predicate: Callable[[], Any], timeout: float = 15.0, interval: float = 0.05) -> Any:
     """Poll until ``predicate`` returns a truthy value; fail with the last value."""
@@ -38,3 +43,12 @@ def compute(client: Any, customer: str = "cust_acme", start: str = "2026-04-01T0
 def quantity(client: Any, metric: str = "api_calls", **kw: Any) -> tuple[Any, int]:
     data = compute(client, metric=metric, **kw)["data"]
     return (data[0]["quantity"], data[0]["event_count"]) if data else (0, 0)
+
+
+def intake_batch(keys: list[str], with_ids: bool = True) -> pa.RecordBatch:
+    """An intake record's batch of ``keys`` (other columns null); without ids the dedup step hashes the keys."""
+    cols = {f.name: pa.nulls(len(keys), f.type) for f in INTAKE_SCHEMA}
+    cols["idempotency_key"] = pa.array(keys, pa.string())
+    if with_ids:
+        cols["event_id"] = event_id_array(keys)
+    return pa.RecordBatch.from_pydict(cols, schema=INTAKE_SCHEMA)

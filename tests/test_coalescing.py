@@ -10,24 +10,19 @@ import asyncio
 import time
 from pathlib import Path
 
-import pyarrow as pa
 import pytest
 
-from abaxus.ids import event_id_array
 from abaxus.pipeline.dataflow import COALESCE_IDLE_SECONDS, COALESCE_ROWS, COALESCE_SECONDS, Dataflow, LogPartition
 from abaxus.pipeline.log import IntakeLog
-from abaxus.pipeline.records import INTAKE_SCHEMA, encode_record
+from abaxus.pipeline.records import encode_record
 from abaxus.settings import Settings
 from abaxus.store.usage import UsageStore
 from abaxus.telemetry import Telemetry
+from helpers import intake_batch
 
 
 def _record(start: int, rows: int) -> bytes:
-    keys = [f"k-{i}" for i in range(start, start + rows)]
-    cols = {f.name: pa.nulls(rows, f.type) for f in INTAKE_SCHEMA}
-    cols["idempotency_key"] = pa.array(keys, pa.string())
-    cols["event_id"] = event_id_array(keys)
-    return encode_record(pa.RecordBatch.from_pydict(cols, schema=INTAKE_SCHEMA), backfill=False)
+    return encode_record(intake_batch([f"k-{i}" for i in range(start, start + rows)]), backfill=False)
 
 
 @pytest.fixture

@@ -10,21 +10,9 @@ from __future__ import annotations
 
 import random
 
-import pyarrow as pa
-
-from abaxus.ids import event_id_array
 from abaxus.pipeline.bloom import BloomFilter
 from abaxus.pipeline.dedup import DedupLogic
-from abaxus.pipeline.records import INTAKE_SCHEMA
-
-
-def _record(keys: list[str], with_ids: bool = True) -> pa.RecordBatch:
-    """An intake record of ``keys``; without ids the step hashes the keys themselves."""
-    cols = {f.name: pa.nulls(len(keys), f.type) for f in INTAKE_SCHEMA}
-    cols["idempotency_key"] = pa.array(keys, pa.string())
-    if with_ids:
-        cols["event_id"] = event_id_array(keys)
-    return pa.RecordBatch.from_pydict(cols, schema=INTAKE_SCHEMA)
+from helpers import intake_batch
 
 
 def test_each_key_is_kept_once_whichever_layer_knows_it():
@@ -48,7 +36,7 @@ def test_each_key_is_kept_once_whichever_layer_knows_it():
             keys = [rng.choice(universe) for _ in range(rng.randint(1, 400))]
             if record and rng.random() < 0.5:  # repeats of an earlier record of the same activation
                 keys += items[0][0].column("idempotency_key").to_pylist()[:50]
-            items.append((_record(keys, with_ids=rng.random() < 0.8), (activation, record), False))
+            items.append((intake_batch(keys, with_ids=rng.random() < 0.8), (activation, record), False))
             if rng.random() < 0.2:
                 items.append((None, (activation, record, "marker"), False))
         results, _ = logic.on_batch(items)
@@ -79,12 +67,12 @@ def test_each_key_is_kept_once_whichever_layer_knows_it():
 
 def test_kept_keys_are_held_until_every_result_of_their_activation_is_stored():
     logic = DedupLogic(None, BloomFilter(capacity=1 << 13), lambda keys: set(), lambda n: None)
-    results, _ = logic.on_batch([(_record(["a", "b"]), 1, False), (None, 2, False), (_record(["c"]), 3, False)])
+    results, _ = logic.on_batch([(intake_batch(["a", "b"]), 1, False), (None, 2, False), (intake_batch(["c"]), 3, False)])
     assert len(logic.unstored) == 3
     results[0].stored()
     assert logic.unstored.holding(["a", "c", "z"]) == {"a", "c"}
     results[1].stored()  # a marker holds nothing
     results[2].stored()
     assert len(logic.unstored) == 0
-    again, _ = logic.on_batch([(_record(["a"]), 4, False)])  # stored now: the (empty) store answers, so it is new
+    again, _ = logic.on_batch([(intake_batch(["a"]), 4, False)])  # stored now: the (empty) store answers, so it is new
     assert again[0].kept.num_rows == 1
